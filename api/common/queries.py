@@ -1,0 +1,25 @@
+"""The two statements every list needs: one page in keyset order, and the filtered count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.common.pagination import Page, PageArgs, SortKey, apply_keyset, make_page
+
+M = TypeVar("M")
+
+
+async def fetch_page(session: AsyncSession, stmt: Select[M], key: SortKey, page: PageArgs) -> Page[M]:
+    rows = (await session.execute(apply_keyset(stmt, key, page))).scalars().all()
+    return make_page(
+        rows, key, page, lambda row: getattr(row, key.column.key), lambda row: getattr(row, key.id_column.key)
+    )
+
+
+async def count_where(session: AsyncSession, model: type[Any], conditions: Sequence[ColumnElement[bool]]) -> int:
+    stmt = select(func.count()).select_from(model).where(*conditions)
+    return int((await session.execute(stmt)).scalar_one())

@@ -1,0 +1,29 @@
+"""Imports every domain's models so that Base.metadata is complete (Alembic, tests)."""
+
+from api.audit.models import AuditEntry
+from api.auth.models import ApiKey
+from api.catalog.models import Price, Product
+from api.customer.models import Customer
+from api.db import Base
+from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
+from api.subscription.models import Subscription, SubscriptionItem
+from api.usage.models import Meter, UsageEvent
+from api.webhook.models import WebhookEvent
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Customer",
+    "Invoice",
+    "InvoiceLine",
+    "Meter",
+    "Payment",
+    "Price",
+    "Product",
+    "Refund",
+    "Subscription",
+    "SubscriptionItem",
+    "UsageEvent",
+    "WebhookEvent",
+]

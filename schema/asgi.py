@@ -1,0 +1,55 @@
+"""The ASGI entry point: the schema mounted into api.app.create_app().
+
+`uvicorn --factory schema.asgi:create_asgi_app` (what `ledgerline serve` runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from api.app import create_app
+from api.auth.principal import Principal
+from api.errors import Unauthenticated
+from api.logs import configure_logging
+from api.runtime import Runtime
+from api.settings import Settings, get_settings
+from schema.context import Context
+from schema.loaders import Loaders
+from schema.schema import build_schema
+
+
+class LedgerlineGraphQL(GraphQL[Context, None]):
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(build_schema(runtime.settings), graphql_ide=None, allow_queries_via_get=False)
+        self.runtime = runtime
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        state: dict[str, Any] = request.scope.get("state", {})
+        principal: Principal | None = state.get("principal")
+        if principal is None:  # the endpoint authenticates before GraphQL runs; never reached otherwise
+            raise Unauthenticated("not authenticated")
+        client = request.client
+        return Context(
+            principal=principal,
+            settings=self.runtime.settings,
+            session_factory=self.runtime.session_factory,
+            loaders=Loaders(self.runtime.session_factory),
+            request_id=state.get("request_id", ""),
+            client_ip=client.host if client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+
+
+def graphql_factory(runtime: Runtime) -> ASGIApp:
+    return LedgerlineGraphQL(runtime)
+
+
+def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(Runtime.create(settings), graphql_factory)

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from api.common.pagination import PageArgs, check_first
+from api.customer.models import Customer as CustomerModel
+from api.customer.models import CustomerStatus, CustomerTier
+from api.invoice.models import InvoiceStatus
+from api.invoice.service import InvoiceFilter, count_invoices
+from schema.context import Info
+from schema.invoice.types import Invoice, InvoiceStatusEnum
+from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, Node, date_range, to_connection, to_global_id
+from schema.subscription.types import Subscription
+from schema.usage.types import UsageTotal
+
+CustomerTierEnum = strawberry.enum(CustomerTier, name="CustomerTier")
+CustomerStatusEnum = strawberry.enum(CustomerStatus, name="CustomerStatus")
+
+
+@strawberry.type
+class Address:
+    line1: str | None
+    line2: str | None
+    city: str | None
+    state: str | None
+    postal_code: str | None
+    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2.")
+
+
+@strawberry.type(description="A customer account: who pays, on which tier, in which state.")
+class Customer(Node):
+    name: str
+    email: str | None
+    phone: str | None
+    address: Address | None
+    tax_id: str | None
+    tier: CustomerTierEnum  # type: ignore[valid-type]
+    industry: str | None
+    status: CustomerStatusEnum  # type: ignore[valid-type]
+    internal_team: bool
+    currency: str
+    external_id: str | None
+    stripe_customer_id: str | None
+    suspended_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    local_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(description="All of the customer's subscriptions, newest first.")
+    async def subscriptions(self, info: Info) -> list[Subscription]:
+        models = await info.context.loaders.subscriptions_of_customer.load(self.local_id)
+        return [Subscription.from_model(m) for m in models]
+
+    @strawberry.field(description="The customer's invoices, newest first.")
+    async def invoices(
+        self,
+        info: Info,
+        first: FirstArg = None,
+        after: AfterArg = None,
+        status: list[InvoiceStatusEnum] | None = None,  # type: ignore[valid-type]
+    ) -> Connection[Invoice]:
+        settings = info.context.settings
+        page = PageArgs(
+            first=check_first(first, default=settings.default_page_size, maximum=settings.max_page_size),
+            after=after,
+        )
+        statuses: tuple[InvoiceStatus, ...] = tuple(status or ())
+        result = await info.context.loaders.invoice_page_of_customer(statuses, page).load(self.local_id)
+
+        async def count() -> int:
+            async with info.context.session() as session:
+                return await count_invoices(session, InvoiceFilter(statuses=statuses, customer_id=self.local_id))
+
+        return to_connection(result, Invoice.from_model, count)
+
+    @strawberry.field(description="The most recent invoice, if any.")
+    async def latest_invoice(self, info: Info) -> Invoice | None:
+        model = await info.context.loaders.latest_invoice.load(self.local_id)
+        return Invoice.from_model(model) if model else None
+
+    @strawberry.field(description="Usage totals per meter over a range (all meters unless `meter` is given).")
+    async def usage(
+        self,
+        info: Info,
+        meter: str | None = None,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> list[UsageTotal]:
+        period = date_range(DateRangeInput(from_=from_, to=to), "usage")
+        totals = await info.context.loaders.usage_of_customer(meter, period).load(self.local_id)
+        return [UsageTotal.from_value(t) for t in totals]
+
+    @classmethod
+    def from_model(cls, m: CustomerModel) -> Customer:
+        has_address = any((m.address_line1, m.address_city, m.address_postal_code, m.address_country))
+        return cls(
+            id=to_global_id("Customer", m.id),
+            name=m.name,
+            email=m.email,
+            phone=m.phone,
+            address=Address(
+                line1=m.address_line1,
+                line2=m.address_line2,
+                city=m.address_city,
+                state=m.address_state,
+                postal_code=m.address_postal_code,
+                country=m.address_country,
+            )
+            if has_address
+            else None,
+            tax_id=m.tax_id,
+            tier=m.tier,
+            industry=m.industry,
+            status=m.status,
+            internal_team=m.internal_team,
+            currency=m.currency,
+            external_id=m.external_id,
+            stripe_customer_id=m.stripe_customer_id,
+            suspended_reason=m.suspended_reason,
+            created_at=m.created_at,
+            updated_at=m.updated_at,
+            local_id=m.id,
+        )

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import strawberry
+
+from api.usage.service import list_meters
+from schema.context import Info
+from schema.usage.types import Meter
+
+
+@strawberry.type
+class UsageQueries:
+    @strawberry.field(description="Every meter usage can be recorded against.")
+    async def meters(self, info: Info) -> list[Meter]:
+        async with info.context.session() as session:
+            return [Meter.from_model(m) for m in await list_meters(session)]

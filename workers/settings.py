@@ -1,0 +1,54 @@
+"""arq WorkerSettings: `ledgerline worker` (or `arq workers.settings.WorkerSettings`).
+
+Jobs are thin: open what they need from the runtime, call a service, done."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from api.logs import configure_logging
+from api.runtime import Runtime
+from api.settings import get_settings
+
+HEARTBEAT_KEY = "ledgerline:worker:heartbeat"
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    ctx["runtime"] = Runtime.create(settings)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    runtime: Runtime | None = ctx.get("runtime")
+    if runtime is not None:
+        await runtime.close()
+
+
+async def heartbeat(ctx: dict[str, Any]) -> float:
+    """Records that a worker is alive (readiness checks and `make run` can read it)."""
+    runtime: Runtime = ctx["runtime"]
+    now = time.time()
+    await runtime.redis.set(HEARTBEAT_KEY, str(now), ex=180)
+    return now
+
+
+def redis_settings() -> RedisSettings:
+    url = get_settings().redis_url
+    if url is None:
+        raise RuntimeError("REDIS_URL is not set (`ledgerline worker` resolves it before starting)")
+    return RedisSettings.from_dsn(url)
+
+
+class WorkerSettings:
+    functions = [heartbeat]
+    cron_jobs = [cron(heartbeat, second=0, unique=True, run_at_startup=True)]
+    on_startup = startup
+    on_shutdown = shutdown
+    max_jobs = 20
+    job_timeout = 300
+    keep_result = 3600
