@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _with_database(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + name
 
 
-async def _admin(url: str, *statements: str) -> None:
+async def _admin_async(url: str, *statements: str) -> None:
     conn = await asyncpg.connect(sync_url(_with_database(url, "postgres")))
     try:
         for statement in statements:
@@ -36,13 +37,20 @@ async def _admin(url: str, *statements: str) -> None:
         await conn.close()
 
 
+def _admin(url: str, *statements: str) -> None:
+    """Runs maintenance statements on the `postgres` database; callable from sync or async code
+    (its own event loop, in a thread)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _admin_async(url, *statements)).result()
+
+
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(server url, redis url): embedded servers in a temporary directory."""
     data_dir = Path(tmp_path_factory.mktemp("ledgerline"))
     with embedded_services(data_dir) as urls:
         template = _with_database(urls.database_url, TEMPLATE_DATABASE)
-        asyncio.run(_admin(urls.database_url, f"CREATE DATABASE {TEMPLATE_DATABASE}"))
+        _admin(urls.database_url, f"CREATE DATABASE {TEMPLATE_DATABASE}")
         upgrade(template)
         yield urls.database_url, urls.redis_url
 
@@ -54,12 +62,12 @@ def make_database(services: tuple[str, str]) -> Iterator[Callable[[], str]]:
 
     def make() -> str:
         name = f"test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(services[0], f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}"))
+        _admin(services[0], f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DATABASE}")
         created.append(name)
         return _with_database(services[0], name)
 
     yield make
-    asyncio.run(_admin(services[0], *(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" for name in created)))
+    _admin(services[0], *(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" for name in created))
 
 
 @pytest.fixture(scope="session")
