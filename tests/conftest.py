@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -96,16 +96,23 @@ class GraphQLClient:
         self.runtime = runtime
         self.settings = runtime.settings
 
-    async def post(self, query: str, variables: dict[str, object] | None = None, *, role: Role = Role.OWNER,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, object] | None = None,
+        *,
+        role: Role = Role.OWNER,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         return await self.http.post(
             "/graphql",
             json={"query": query, "variables": variables or {}},
             headers=headers if headers is not None else bearer(self.settings, role),
         )
 
-    async def query(self, query: str, variables: dict[str, object] | None = None, *,
-                    role: Role = Role.OWNER) -> dict[str, object]:
+    async def query(
+        self, query: str, variables: dict[str, object] | None = None, *, role: Role = Role.OWNER
+    ) -> dict[str, object]:
         response = await self.post(query, variables, role=role)
         assert response.status_code == 200, response.text
         body: dict[str, object] = response.json()
@@ -135,4 +142,3 @@ async def app_factory(redis_url: str) -> AsyncIterator[Callable[[str], GraphQLCl
         await client.aclose()
     for runtime in runtimes:
         await runtime.close()
-

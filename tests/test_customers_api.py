@@ -141,10 +141,14 @@ def error_of(body: dict[str, Any]) -> dict[str, Any]:
         ({"first": 1000}, "first"),
         ({"first": -1}, "first"),
         ({"after": "not-a-cursor"}, "after"),
-        ({"filter": {"createdAt": {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}},
-         "filter.createdAt.from"),
-        ({"filter": {"createdAt": {"from": "2026-02-01T00:00:00Z", "preset": "LAST_7_DAYS"}}},
-         "filter.createdAt.preset"),
+        (
+            {"filter": {"createdAt": {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}},
+            "filter.createdAt.from",
+        ),
+        (
+            {"filter": {"createdAt": {"from": "2026-02-01T00:00:00Z", "preset": "LAST_7_DAYS"}}},
+            "filter.createdAt.preset",
+        ),
     ],
 )
 async def test_bad_input_names_the_argument(client: GraphQLClient, variables: dict[str, Any], field: str) -> None:
@@ -181,14 +185,16 @@ async def test_unknown_enum_value_is_a_client_error(client: GraphQLClient) -> No
 
 async def test_customer_by_id_and_node(client: GraphQLClient, dataset: dict[str, Any]) -> None:
     acme = dataset["acme"]
-    first = await client.query('query($id: ID!) { customer(id: $id) { id name address { city country } } }',
-                               {"id": str(acme.id)})
+    first = await client.query(
+        "query($id: ID!) { customer(id: $id) { id name address { city country } } }", {"id": str(acme.id)}
+    )
     customer = first["data"]["customer"]  # type: ignore[index]
     assert customer["name"] == "Acme Robotics"
     assert customer["address"] == {"city": "Lyon", "country": "FR"}
     assert base64.b64decode(customer["id"]).decode() == f"Customer:{acme.id}"
-    node = await client.query('query($id: ID!) { node(id: $id) { __typename id ... on Customer { name } } }',
-                              {"id": customer["id"]})
+    node = await client.query(
+        "query($id: ID!) { node(id: $id) { __typename id ... on Customer { name } } }", {"id": customer["id"]}
+    )
     assert node["data"]["node"] == {"__typename": "Customer", "id": customer["id"], "name": "Acme Robotics"}  # type: ignore[index]
 
 
@@ -201,7 +207,7 @@ async def test_customer_by_id_and_node(client: GraphQLClient, dataset: dict[str,
     ],
 )
 async def test_customer_bad_ids(client: GraphQLClient, value: str, code: str) -> None:
-    body = await client.query('query($id: ID!) { customer(id: $id) { name } }', {"id": value})
+    body = await client.query("query($id: ID!) { customer(id: $id) { name } }", {"id": value})
     error = error_of(body)
     assert error["extensions"]["code"] == code
     assert error["extensions"]["field"] == "id"
@@ -224,7 +230,9 @@ async def test_nested_subscriptions_invoices_and_usage(client: GraphQLClient, da
     assert c["subscriptions"] == [
         {
             "status": "ACTIVE",
-            "items": [{"quantity": 7, "price": {"unitAmount": {"amount": "49.00", "minorUnits": 4900, "currency": "usd"}}}],
+            "items": [
+                {"quantity": 7, "price": {"unitAmount": {"amount": "49.00", "minorUnits": 4900, "currency": "usd"}}}
+            ],
             "customer": {"name": "Acme Robotics"},
         }
     ]
@@ -233,7 +241,11 @@ async def test_nested_subscriptions_invoices_and_usage(client: GraphQLClient, da
     assert [e["node"]["amountDue"]["amount"] for e in c["invoices"]["edges"]] == ["1.00", "343.00", "343.00"]
     assert c["invoices"]["edges"][1]["node"]["lines"] == [{"description": "Pro seat"}]
     assert c["paid"]["totalCount"] == 5
-    assert c["latestInvoice"] == {"status": "OPEN", "amountDue": {"minorUnits": 100}, "customer": {"name": "Acme Robotics"}}
+    assert c["latestInvoice"] == {
+        "status": "OPEN",
+        "amountDue": {"minorUnits": 100},
+        "customer": {"name": "Acme Robotics"},
+    }
     assert c["usage"] == [{"meter": {"key": "api_calls"}, "total": "15", "eventCount": 2}]
 
 
