@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth.authenticate import authenticate
+from api.auth.request import authenticate_request
 from api.errors import Unauthenticated
 from api.graphiql import graphiql_asset_routes, graphiql_html
 from api.logs import request_id_var
@@ -108,10 +108,16 @@ class GraphQLEndpoint:
             await PlainTextResponse("Method Not Allowed", status_code=405)(scope, receive, send)
             return
         try:
-            principal = await authenticate(request.headers.get("authorization"), self.runtime.verifier)
+            principal = await authenticate_request(request, self.runtime)
         except Unauthenticated as exc:
             body = error_body(exc.message, exc.code, request_id)
             await JSONResponse(body, status_code=401, headers={"www-authenticate": "Bearer"})(scope, receive, send)
+            return
+        except Exception:  # e.g. the database is down: masked, logged with its stack trace
+            log.exception("authentication failed unexpectedly")
+            await JSONResponse(error_body("Internal error", "INTERNAL", request_id), status_code=500)(
+                scope, receive, send
+            )
             return
         scope["state"]["principal"] = principal
         await self.graphql(scope, receive, send)

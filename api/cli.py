@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from api.audit.cli import audit_app
 from api.auth.roles import Role
 from api.auth.tokens import issue_token, parse_ttl
 from api.embedded import Services, embedded_services
@@ -33,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+app.add_typer(audit_app, name="audit")
 
 ASGI_FACTORY = "schema.asgi:create_asgi_app"
 WORKER_SETTINGS = "workers.settings:WorkerSettings"
@@ -132,9 +134,17 @@ def token(
 
 
 @app.command()
-def schema() -> None:
-    """Print the GraphQL schema (SDL)."""
-    typer.echo(_entry(SDL_PRINTER)(), nl=False)
+def schema(
+    role: Annotated[
+        str | None, typer.Option(help="Print the schema as this role sees it (what it may not use is left out).")
+    ] = None,
+) -> None:
+    """Print the GraphQL schema (SDL); every restricted field and operation carries @requires."""
+    try:
+        parsed = Role.parse(role) if role else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(_entry(SDL_PRINTER)(role=parsed), nl=False)
 
 
 @app.command()

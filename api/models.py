@@ -1,7 +1,7 @@
 """Imports every domain's models so that Base.metadata is complete (Alembic, tests)."""
 
 from api.audit.models import AuditEntry
-from api.auth.models import ApiKey
+from api.auth.models import ApiKey, SecurityEvent, StaffMember
 from api.catalog.models import Price, Product
 from api.customer.models import Customer
 from api.db import Base
@@ -22,6 +22,8 @@ __all__ = [
     "Price",
     "Product",
     "Refund",
+    "SecurityEvent",
+    "StaffMember",
     "Subscription",
     "SubscriptionItem",
     "UsageEvent",

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     max_page_size: int = Field(100, description="Cap on `first` for every connection.")
     default_page_size: int = Field(20, description="`first` when a client gives none.")
 
+    api_key_rotation_grace_hours: int = Field(24, description="How long a rotated API key keeps working.")
+
     # Policies.
     support_refund_limit: Decimal = Field(Decimal("100.00"), description="Support's cap per refund/credit.")
 

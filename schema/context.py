@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
+from api.audit.record import Actor
+from api.auth.permissions import Capability, capabilities_of
 from api.auth.principal import Principal
 from api.settings import Settings
 
@@ -24,6 +26,16 @@ class Context:
     request_id: str
     client_ip: str | None = None
     user_agent: str | None = None
+    capabilities: frozenset[Capability] = field(default_factory=frozenset)
+    # what this request was refused (recorded as security events after the operation)
+    denials: set[tuple[Capability, str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.capabilities:
+            self.capabilities = capabilities_of(self.principal)
+
+    def actor(self) -> Actor:
+        return Actor.of(self.principal, request_id=self.request_id, ip=self.client_ip, user_agent=self.user_agent)
 
     def session(self) -> AsyncSession:
         """A short session of its own: sibling resolvers run concurrently and must not share one."""

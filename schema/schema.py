@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry.extensions import (
     MaxAliasesLimiter,
@@ -12,13 +14,21 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
 
+from api.auth.permissions import Capability, role_capabilities
+from api.auth.roles import Role
 from api.settings import Settings
+from schema.access.mutations import AccessMutations
+from schema.access.queries import AccessQueries
 from schema.audit.queries import AuditQueries
 from schema.catalog.queries import CatalogQueries
 from schema.customer.queries import CustomerQueries
 from schema.errors import ErrorPolicy
 from schema.invoice.queries import InvoiceQueries
+from schema.permissions import field_capability
+from schema.security import RecordDenials
 from schema.subscription.queries import SubscriptionQueries
 from schema.usage.queries import UsageQueries
 from schema.viewer import ViewerQueries
@@ -27,6 +37,7 @@ Query = merge_types(
     "Query",
     (
         ViewerQueries,
+        AccessQueries,
         CustomerQueries,
         SubscriptionQueries,
         InvoiceQueries,
@@ -37,10 +48,34 @@ Query = merge_types(
 )
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+Mutation = merge_types("Mutation", (AccessMutations,))
+
+
+class RoleSchema(strawberry.Schema):
+    """The schema as one role sees it: fields and operations it may not use are left out."""
+
+    def __init__(self, capabilities: frozenset[Capability], **kwargs: Any) -> None:
+        self.visible_capabilities = capabilities  # read by get_fields while the schema is built
+        super().__init__(**kwargs)
+
+    def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
+        return [
+            f
+            for f in type_definition.fields
+            if (capability := field_capability(f)) is None or capability in self.visible_capabilities
+        ]
+
+
+def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Schema:
+    if role is not None:
+        capabilities = role_capabilities(role)
+        mutations = Mutation.__strawberry_definition__.fields  # type: ignore[attr-defined]
+        may_mutate = any(field_capability(f) in capabilities | {None} for f in mutations)
+        return RoleSchema(capabilities, query=Query, mutation=Mutation if may_mutate else None)
     # extensions are passed as factories: one fresh instance per request (no shared state)
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
@@ -48,10 +83,11 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
             ErrorPolicy,
+            RecordDenials,
         ],
         config=StrawberryConfig(auto_camel_case=True),
     )
 
 
-def print_sdl(settings: Settings | None = None) -> str:
-    return build_schema(settings or Settings()).as_str() + "\n"
+def print_sdl(settings: Settings | None = None, role: Role | None = None) -> str:
+    return build_schema(settings or Settings(), role).as_str() + "\n"

@@ -8,17 +8,17 @@ from typing import Any
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.auth.principal import PrincipalKind
-from api.auth.roles import Role
 from api.errors import Invalid, NotFound
 from schema.catalog.types import Price, Product
 from schema.context import Info
 from schema.customer.types import Customer
 from schema.invoice.types import Invoice
+from schema.permissions import RoleEnum, check
 from schema.scalars import Node, from_global_id
 from schema.subscription.types import Subscription
 
-RoleEnum = strawberry.enum(Role, name="Role")
 PrincipalKindEnum = strawberry.enum(PrincipalKind, name="PrincipalKind")
 
 
@@ -28,6 +28,16 @@ class Me:
     role: RoleEnum | None  # type: ignore[valid-type]
     kind: PrincipalKindEnum  # type: ignore[valid-type]
     scopes: list[str]
+
+
+# what reading each node type requires (the same capability as its list field)
+NODE_CAPABILITIES = {
+    "Customer": Capability.CUSTOMER_READ,
+    "Subscription": Capability.SUBSCRIPTION_READ,
+    "Invoice": Capability.INVOICE_READ,
+    "Price": Capability.CATALOG_READ,
+    "Product": Capability.CATALOG_READ,
+}
 
 
 def _node_resolvers(info: Info) -> dict[str, Callable[[uuid.UUID], Awaitable[Any]]]:
@@ -59,6 +69,7 @@ class ViewerQueries:
         resolve = _node_resolvers(info).get(type_name)
         if resolve is None:
             raise Invalid(f"`id` names an unknown type {type_name!r}", field="id")
+        check(info, NODE_CAPABILITIES[type_name], f"node({type_name})")
         try:
             parsed = uuid.UUID(local_id)
         except ValueError:

@@ -211,7 +211,7 @@ async def test_customer_bad_ids(client: GraphQLClient, value: str, code: str) ->
     error = error_of(body)
     assert error["extensions"]["code"] == code
     assert error["extensions"]["field"] == "id"
-    assert body["data"] is None
+    assert body["data"] == {"customer": None}
 
 
 async def test_nested_subscriptions_invoices_and_usage(client: GraphQLClient, dataset: dict[str, Any]) -> None:

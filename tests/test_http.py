@@ -10,6 +10,8 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from api.embedded import free_port
+from sqlalchemy import text
+
 from tests.conftest import GraphQLClient
 
 ME = "{ me { subject role } }"
@@ -101,18 +103,32 @@ async def test_readyz_names_what_is_down(app_factory: Callable[..., GraphQLClien
 
 
 async def test_unexpected_errors_are_masked_with_request_id(
-    app_factory: Callable[..., GraphQLClient], database_url: str
+    app_factory: Callable[..., GraphQLClient], make_database: Callable[[], str]
 ) -> None:
-    missing_db = database_url.rsplit("/", 1)[0] + "/no_such_database"
-    client = app_factory(missing_db)
-    response = await client.post("{ customers { totalCount } }", headers=client_auth(client))
+    broken = make_database()
+    client = app_factory(broken)
+    async with client.runtime.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE customer CASCADE"))
+    response = await client.post("{ me { subject } customers { totalCount } }", headers=client_auth(client))
     assert response.status_code == 200
     body = response.json()
+    assert body["data"] == {"me": {"subject": "someone@test"}, "customers": None}  # the rest is intact
     error = body["errors"][0]
     assert error["message"] == "Internal error"
+    assert error["path"] == ["customers"]
     assert error["extensions"] == {"code": "INTERNAL", "requestId": response.headers["x-request-id"]}
-    assert "no_such_database" not in response.text and "Traceback" not in response.text
-    # readiness says which dependency is down
+    assert "customer" not in error["message"] and "Traceback" not in response.text and "SELECT" not in response.text
+
+
+async def test_database_down_gives_a_masked_error_and_readyz_says_so(
+    app_factory: Callable[..., GraphQLClient], database_url: str
+) -> None:
+    client = app_factory(database_url.rsplit("/", 1)[0] + "/no_such_database")
+    response = await client.post("{ me { subject } }", headers=client_auth(client))
+    assert response.status_code == 500
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "INTERNAL", "requestId": response.headers["x-request-id"]}
+    assert "no_such_database" not in response.text
     ready = await client.http.get("/readyz")
     assert ready.status_code == 503 and ready.json()["failing"] == ["postgresql"]
 

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth.apikeys import KEY_PREFIX, authenticate_api_key
 from api.auth.principal import Principal
+from api.auth.staff import apply_staff_policy
 from api.auth.tokens import TokenVerifier
 from api.errors import Unauthenticated
 
-API_KEY_PREFIX = "llk_"
 
-
-async def authenticate(authorization: str | None, verifier: TokenVerifier) -> Principal:
+def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated("missing Authorization header: send `Authorization: Bearer <token>`")
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         raise Unauthenticated("Authorization header must be `Bearer <token>`")
-    token = credentials.strip()
-    if token.startswith(API_KEY_PREFIX):
-        raise Unauthenticated("API keys are not accepted yet; use a staff token")
-    return await verifier.verify(token)
+    return credentials.strip()
+
+
+async def authenticate(
+    authorization: str | None, verifier: TokenVerifier, session_factory: async_sessionmaker[AsyncSession]
+) -> Principal:
+    """Staff JWT (with the owner's overrides and revocations applied) or an integration's API key."""
+    token = bearer_token(authorization)
+    async with session_factory() as session:
+        if token.startswith(KEY_PREFIX):
+            return await authenticate_api_key(session, token)
+        return await apply_staff_policy(session, await verifier.verify(token))

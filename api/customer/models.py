@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import Boolean, Index, String, text
+from sqlalchemy import Boolean, Index, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.common.columns import enum_column
@@ -44,6 +44,11 @@ class Customer(UUIDPrimaryKey, Timestamps, Base):
     external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     suspended_reason: Mapped[str | None] = mapped_column(String(500))
+    # the default payment method, mirrored from Stripe (never the full card number)
+    payment_method_brand: Mapped[str | None] = mapped_column(String(30))
+    payment_method_last4: Mapped[str | None] = mapped_column(String(4))
+    payment_method_exp_month: Mapped[int | None] = mapped_column(SmallInteger)
+    payment_method_exp_year: Mapped[int | None] = mapped_column(SmallInteger)
     notes: Mapped[str | None] = mapped_column(String(5000))
 
     __table_args__ = (

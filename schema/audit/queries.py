@@ -1,14 +1,17 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import strawberry
 
 from api.audit.service import AuditFilter, count_audit_entries, list_audit_entries
+from api.audit.verify import verify_chain
+from api.auth.permissions import Capability
 from api.common.daterange import make_range
-from schema.audit.types import AuditEntry
+from schema.audit.types import AuditChainStatus, AuditEntry
 from schema.connections import paginate
 from schema.context import Info
+from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, FirstArg
 
 
@@ -33,14 +36,14 @@ class AuditEntryFilterInput:
 
 @strawberry.type
 class AuditQueries:
-    @strawberry.field(description="The audit trail, newest first.")
+    @guarded(Capability.AUDIT_READ, description="The audit trail, newest first.")
     async def audit_entries(
         self,
         info: Info,
         filter: AuditEntryFilterInput | None = None,
         first: FirstArg = None,
         after: AfterArg = None,
-    ) -> Connection[AuditEntry]:
+    ) -> Connection[AuditEntry] | None:
         flt = filter.to_filter() if filter else AuditFilter()
         return await paginate(
             info,
@@ -50,3 +53,12 @@ class AuditQueries:
             lambda s: count_audit_entries(s, flt),
             AuditEntry.from_model,
         )
+
+    @guarded(
+        Capability.AUDIT_CHAIN_READ,
+        description="Verify the audit hash chain now (every entry; takes seconds on millions of entries).",
+    )
+    async def audit_chain_status(self, info: Info) -> AuditChainStatus | None:
+        async with info.context.session() as session:
+            status = await verify_chain(session)
+        return AuditChainStatus.from_status(status, datetime.now(UTC))

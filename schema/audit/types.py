@@ -8,6 +8,9 @@ from strawberry.scalars import JSON
 
 from api.audit.models import AuditEntry as AuditEntryModel
 from api.audit.models import AuditOutcome
+from api.audit.verify import ChainStatus
+from api.auth.permissions import Capability
+from schema.permissions import guarded
 from schema.scalars import Node, to_global_id
 
 AuditOutcomeEnum = strawberry.enum(AuditOutcome, name="AuditOutcome")
@@ -31,8 +34,8 @@ class AuditEntry(Node):
     after: JSON | None
     outcome: AuditOutcomeEnum  # type: ignore[valid-type]
     request_id: str | None
-    ip: str | None
-    user_agent: str | None
+    ip: str | None = guarded(Capability.AUDIT_NETWORK_READ)
+    user_agent: str | None = guarded(Capability.AUDIT_NETWORK_READ)
 
     @classmethod
     def from_model(cls, m: AuditEntryModel) -> AuditEntry:
@@ -53,4 +56,33 @@ class AuditEntry(Node):
             request_id=m.request_id,
             ip=m.ip,
             user_agent=m.user_agent,
+        )
+
+
+@strawberry.type(description="The result of verifying the audit hash chain, entry by entry, just now.")
+class AuditChainStatus:
+    ok: bool = strawberry.field(description="True when every entry matches its hash and links to the one before.")
+    entries_checked: int = strawberry.field(description="Entries examined (the broken one included).")
+    first_broken_id: strawberry.ID | None = strawberry.field(
+        description="Global id of the first entry whose content was altered or whose link is broken."
+    )
+    reason: str | None = strawberry.field(
+        description="Why that entry fails: `content altered: …` or `link broken: …` (an entry removed or inserted)."
+    )
+    last_hash: str | None = strawberry.field(
+        description="Hash of the last intact entry (the chain head when ok): record it elsewhere to detect truncation."
+    )
+    checked_at: datetime
+
+    @classmethod
+    def from_status(cls, status: ChainStatus, checked_at: datetime) -> AuditChainStatus:
+        return cls(
+            ok=status.ok,
+            entries_checked=status.entries_checked,
+            first_broken_id=(
+                to_global_id("AuditEntry", status.first_broken_id) if status.first_broken_id is not None else None
+            ),
+            reason=status.reason,
+            last_hash=status.last_hash,
+            checked_at=checked_at,
         )

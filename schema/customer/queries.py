@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.customer.service import CustomerFilter, CustomerOrder, count_customers, get_customer, list_customers
 from schema.connections import paginate
 from schema.context import Info
 from schema.customer.types import Customer, CustomerStatusEnum, CustomerTierEnum
+from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, date_range, parse_id
 
 CustomerOrderEnum = strawberry.enum(CustomerOrder, name="CustomerOrder")
@@ -33,7 +35,7 @@ class CustomerFilterInput:
 
 @strawberry.type
 class CustomerQueries:
-    @strawberry.field(description="Customers, filtered and ordered, a page at a time.")
+    @guarded(Capability.CUSTOMER_READ, description="Customers, filtered and ordered, a page at a time.")
     async def customers(
         self,
         info: Info,
@@ -41,7 +43,7 @@ class CustomerQueries:
         order_by: CustomerOrderEnum = CustomerOrder.CREATED_AT_DESC,  # type: ignore[valid-type]
         first: FirstArg = None,
         after: AfterArg = None,
-    ) -> Connection[Customer]:
+    ) -> Connection[Customer] | None:
         flt = filter.to_filter() if filter else CustomerFilter()
         return await paginate(
             info,
@@ -52,8 +54,8 @@ class CustomerQueries:
             Customer.from_model,
         )
 
-    @strawberry.field(description="One customer by id (global id or UUID).")
-    async def customer(self, info: Info, id: strawberry.ID) -> Customer:
+    @guarded(Capability.CUSTOMER_READ, description="One customer by id (global id or UUID).")
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
         customer_id = parse_id(id, "Customer")
         async with info.context.session() as session:
             return Customer.from_model(await get_customer(session, customer_id))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.common.pagination import PageArgs, check_first
 from api.customer.models import Customer as CustomerModel
 from api.customer.models import CustomerStatus, CustomerTier
@@ -13,6 +14,7 @@ from api.invoice.models import InvoiceStatus
 from api.invoice.service import InvoiceFilter, count_invoices
 from schema.context import Info
 from schema.invoice.types import Invoice, InvoiceStatusEnum
+from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, Node, date_range, to_connection, to_global_id
 from schema.subscription.types import Subscription
 from schema.usage.types import UsageTotal
@@ -31,13 +33,24 @@ class Address:
     country: str | None = strawberry.field(description="ISO 3166-1 alpha-2.")
 
 
+@strawberry.type(description="A card on file, as Stripe describes it (never the full number).")
+class PaymentMethod:
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
 @strawberry.type(description="A customer account: who pays, on which tier, in which state.")
 class Customer(Node):
     name: str
-    email: str | None
-    phone: str | None
-    address: Address | None
-    tax_id: str | None
+    email: str | None = guarded(Capability.CUSTOMER_PII_READ)
+    phone: str | None = guarded(Capability.CUSTOMER_PII_READ)
+    address: Address | None = guarded(Capability.CUSTOMER_PII_READ)
+    tax_id: str | None = guarded(Capability.CUSTOMER_PII_READ)
+    payment_method: PaymentMethod | None = guarded(
+        Capability.PAYMENT_METHOD_READ, description="The default payment method (card brand, last 4, expiry)."
+    )
     tier: CustomerTierEnum  # type: ignore[valid-type]
     industry: str | None
     status: CustomerStatusEnum  # type: ignore[valid-type]
@@ -50,19 +63,19 @@ class Customer(Node):
     updated_at: datetime
     local_id: strawberry.Private[uuid.UUID]
 
-    @strawberry.field(description="All of the customer's subscriptions, newest first.")
-    async def subscriptions(self, info: Info) -> list[Subscription]:
+    @guarded(Capability.SUBSCRIPTION_READ, description="All of the customer's subscriptions, newest first.")
+    async def subscriptions(self, info: Info) -> list[Subscription] | None:
         models = await info.context.loaders.subscriptions_of_customer.load(self.local_id)
         return [Subscription.from_model(m) for m in models]
 
-    @strawberry.field(description="The customer's invoices, newest first.")
+    @guarded(Capability.INVOICE_READ, description="The customer's invoices, newest first.")
     async def invoices(
         self,
         info: Info,
         first: FirstArg = None,
         after: AfterArg = None,
         status: list[InvoiceStatusEnum] | None = None,  # type: ignore[valid-type]
-    ) -> Connection[Invoice]:
+    ) -> Connection[Invoice] | None:
         settings = info.context.settings
         page = PageArgs(
             first=check_first(first, default=settings.default_page_size, maximum=settings.max_page_size),
@@ -77,19 +90,21 @@ class Customer(Node):
 
         return to_connection(result, Invoice.from_model, count)
 
-    @strawberry.field(description="The most recent invoice, if any.")
+    @guarded(Capability.INVOICE_READ, description="The most recent invoice, if any.")
     async def latest_invoice(self, info: Info) -> Invoice | None:
         model = await info.context.loaders.latest_invoice.load(self.local_id)
         return Invoice.from_model(model) if model else None
 
-    @strawberry.field(description="Usage totals per meter over a range (all meters unless `meter` is given).")
+    @guarded(
+        Capability.USAGE_READ, description="Usage totals per meter over a range (all meters unless `meter` is given)."
+    )
     async def usage(
         self,
         info: Info,
         meter: str | None = None,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
-    ) -> list[UsageTotal]:
+    ) -> list[UsageTotal] | None:
         period = date_range(DateRangeInput(from_=from_, to=to), "usage")
         totals = await info.context.loaders.usage_of_customer(meter, period).load(self.local_id)
         return [UsageTotal.from_value(t) for t in totals]
@@ -113,6 +128,14 @@ class Customer(Node):
             if has_address
             else None,
             tax_id=m.tax_id,
+            payment_method=PaymentMethod(
+                brand=m.payment_method_brand,
+                last4=m.payment_method_last4,
+                exp_month=m.payment_method_exp_month,
+                exp_year=m.payment_method_exp_year,
+            )
+            if m.payment_method_brand and m.payment_method_last4
+            else None,
             tier=m.tier,
             industry=m.industry,
             status=m.status,

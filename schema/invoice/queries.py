@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.invoice.service import InvoiceFilter, count_invoices, get_invoice, list_invoices
 from schema.connections import paginate
 from schema.context import Info
 from schema.invoice.types import Invoice, InvoiceStatusEnum
+from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, date_range, parse_id
 
 
@@ -31,14 +33,14 @@ class InvoiceFilterInput:
 
 @strawberry.type
 class InvoiceQueries:
-    @strawberry.field(description="Invoices, newest first.")
+    @guarded(Capability.INVOICE_READ, description="Invoices, newest first.")
     async def invoices(
         self,
         info: Info,
         filter: InvoiceFilterInput | None = None,
         first: FirstArg = None,
         after: AfterArg = None,
-    ) -> Connection[Invoice]:
+    ) -> Connection[Invoice] | None:
         flt = filter.to_filter() if filter else InvoiceFilter()
         return await paginate(
             info,
@@ -49,8 +51,8 @@ class InvoiceQueries:
             Invoice.from_model,
         )
 
-    @strawberry.field
-    async def invoice(self, info: Info, id: strawberry.ID) -> Invoice:
+    @guarded(Capability.INVOICE_READ)
+    async def invoice(self, info: Info, id: strawberry.ID) -> Invoice | None:
         invoice_id = parse_id(id, "Invoice")
         async with info.context.session() as session:
             return Invoice.from_model(await get_invoice(session, invoice_id))

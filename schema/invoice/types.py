@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.invoice.models import Invoice as InvoiceModel
 from api.invoice.models import InvoiceLine as InvoiceLineModel
 from api.invoice.models import InvoiceStatus, PaymentStatus, RefundStatus
 from api.invoice.models import Payment as PaymentModel
 from api.invoice.models import Refund as RefundModel
 from schema.context import Info
+from schema.permissions import guarded
 from schema.scalars import Money, Node, to_global_id
 from schema.subscription.types import Subscription
 
@@ -123,14 +125,14 @@ class Invoice(Node):
     async def refunds(self, info: Info) -> list[Refund]:
         return [Refund.from_model(m) for m in await info.context.loaders.refunds_of_invoice.load(self.local_id)]
 
-    @strawberry.field
+    @guarded(Capability.CUSTOMER_READ)
     async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customer.types")] | None:
         from schema.customer.types import Customer
 
         model = await info.context.loaders.customer.load(self.customer_id)
         return Customer.from_model(model) if model else None
 
-    @strawberry.field
+    @guarded(Capability.SUBSCRIPTION_READ)
     async def subscription(self, info: Info) -> Subscription | None:
         if self.subscription_id is None:
             return None

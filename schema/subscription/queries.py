@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.subscription.service import SubscriptionFilter, count_subscriptions, get_subscription, list_subscriptions
 from schema.connections import paginate
 from schema.context import Info
+from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, date_range, parse_id
 from schema.subscription.types import Subscription, SubscriptionStatusEnum
 
@@ -25,14 +27,14 @@ class SubscriptionFilterInput:
 
 @strawberry.type
 class SubscriptionQueries:
-    @strawberry.field(description="Subscriptions, newest first.")
+    @guarded(Capability.SUBSCRIPTION_READ, description="Subscriptions, newest first.")
     async def subscriptions(
         self,
         info: Info,
         filter: SubscriptionFilterInput | None = None,
         first: FirstArg = None,
         after: AfterArg = None,
-    ) -> Connection[Subscription]:
+    ) -> Connection[Subscription] | None:
         flt = filter.to_filter() if filter else SubscriptionFilter()
         return await paginate(
             info,
@@ -43,8 +45,8 @@ class SubscriptionQueries:
             Subscription.from_model,
         )
 
-    @strawberry.field
-    async def subscription(self, info: Info, id: strawberry.ID) -> Subscription:
+    @guarded(Capability.SUBSCRIPTION_READ)
+    async def subscription(self, info: Info, id: strawberry.ID) -> Subscription | None:
         subscription_id = parse_id(id, "Subscription")
         async with info.context.session() as session:
             return Subscription.from_model(await get_subscription(session, subscription_id))

@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from api.auth.permissions import Capability
 from api.subscription.models import PauseBehavior, SubscriptionStatus
 from api.subscription.models import Subscription as SubscriptionModel
 from api.subscription.models import SubscriptionItem as SubscriptionItemModel
 from schema.catalog.types import Price
 from schema.context import Info
+from schema.permissions import guarded
 from schema.scalars import Node, to_global_id
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class Subscription(Node):
         models = await info.context.loaders.items_of_subscription.load(self.local_id)
         return [SubscriptionItem.from_model(m) for m in models]
 
-    @strawberry.field
+    @guarded(Capability.CUSTOMER_READ)
     async def customer(self, info: Info) -> Annotated[Customer, strawberry.lazy("schema.customer.types")] | None:
         from schema.customer.types import Customer
 

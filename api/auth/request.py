@@ -1,0 +1,49 @@
+"""Authentication of an HTTP request, shared by every authenticated route: failures become
+security events, and the caller gets an Unauthenticated error that says why."""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+
+from api.audit.record import Actor
+from api.auth.apikeys import ApiKeyRejected
+from api.auth.authenticate import authenticate
+from api.auth.models import SecurityEventKind
+from api.auth.principal import Principal
+from api.auth.security import SecurityEventRecord, record_security_events
+from api.errors import Unauthenticated
+from api.runtime import Runtime
+
+
+def request_actor(connection: HTTPConnection, principal: Principal | None) -> Actor:
+    client = connection.client
+    ip = client.host if client else None
+    request_id = connection.scope.get("state", {}).get("request_id")
+    user_agent = connection.headers.get("user-agent")
+    if principal is None:
+        return Actor(
+            subject="anonymous", role=None, api_key_id=None, request_id=request_id, ip=ip, user_agent=user_agent
+        )
+    return Actor.of(principal, request_id=request_id, ip=ip, user_agent=user_agent)
+
+
+async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> Principal:
+    try:
+        return await authenticate(connection.headers.get("authorization"), runtime.verifier, runtime.session_factory)
+    except Unauthenticated as exc:
+        actor = request_actor(connection, None)
+        kind = SecurityEventKind.AUTHENTICATION_FAILED
+        if isinstance(exc, ApiKeyRejected):
+            kind = SecurityEventKind.API_KEY_MISUSE
+            actor = Actor(
+                subject=f"api-key:{exc.api_key_id}",
+                role=None,
+                api_key_id=exc.api_key_id,
+                request_id=actor.request_id,
+                ip=actor.ip,
+                user_agent=actor.user_agent,
+            )
+        await record_security_events(
+            runtime.session_factory, actor, [SecurityEventRecord(kind, f"{connection.url.path}", exc.message)]
+        )
+        raise
