@@ -65,6 +65,8 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     _user: str | None = field(default=None, init=False)
+    # tests trade durability for speed (a crash loses a throw-away database, nothing else)
+    durable: bool = True
     # a server found already running (another `ledgerline` process owns it) is left running
     _started_here: bool = field(default=False, init=False)
 
@@ -143,8 +145,10 @@ class EmbeddedPostgres:
             self.port = self.port or free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
-                "-c fsync=on -c max_connections=200 -c shared_buffers=256MB"
+                "-c max_connections=200 -c shared_buffers=256MB"
             )
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             self._started_here = True
             try:
                 self._run(
@@ -249,10 +253,10 @@ class Services:
 
 @contextlib.contextmanager
 def embedded_services(
-    data_dir: Path, database_url: str | None = None, redis_url: str | None = None
+    data_dir: Path, database_url: str | None = None, redis_url: str | None = None, *, durable: bool = True
 ) -> Iterator[Services]:
     """Start whatever is not configured, yield the URLs, and stop what we started, always."""
-    postgres = EmbeddedPostgres(data_dir / "postgres") if database_url is None else None
+    postgres = EmbeddedPostgres(data_dir / "postgres", durable=durable) if database_url is None else None
     redis = EmbeddedRedis(data_dir / "redis") if redis_url is None else None
     try:
         if postgres is not None:

@@ -48,7 +48,7 @@ def _admin(url: str, *statements: str) -> None:
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(server url, redis url): embedded servers in a temporary directory."""
     data_dir = Path(tmp_path_factory.mktemp("ledgerline"))
-    with embedded_services(data_dir) as urls:
+    with embedded_services(data_dir, durable=False) as urls:
         template = _with_database(urls.database_url, TEMPLATE_DATABASE)
         _admin(urls.database_url, f"CREATE DATABASE {TEMPLATE_DATABASE}")
         upgrade(template)

@@ -1,0 +1,270 @@
+"""One table-driven test over the whole permission matrix.
+
+Every guarded field and operation of the schema (found by walking the schema, so a new one
+cannot be forgotten) is asked for by every staff role and by an API key of every scope. Allowed:
+a value and no error. Refused: null at that path, a FORBIDDEN error there whose extensions carry
+the required roles, the rest of the response intact, and — for operations — no side effect.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from graphql import GraphQLObjectType, get_named_type, is_composite_type
+from sqlalchemy import func, select
+
+from api.audit.models import AuditEntry
+from api.audit.record import Actor, record_audit
+from api.auth.apikeys import create_api_key
+from api.auth.models import ApiKey, StaffMember
+from api.auth.permissions import MATRIX, Capability, required_roles, required_scopes
+from api.auth.roles import Role, Scope
+from api.db import make_engine, make_session_factory
+from api.settings import Settings
+from schema.permissions import field_capability
+from schema.schema import build_schema
+from tests.conftest import GraphQLClient, bearer
+from tests.factories import BASE_TIME, Builder
+
+# How to reach an object of each type from the root: (query text with %s for the selection, path)
+REACH: dict[str, tuple[str, list[Any]]] = {
+    "Query": ("%s", []),
+    "Customer": ('customer(id: "{customer}") { id %s }', ["customer"]),
+    "Subscription": ('subscription(id: "{subscription}") { id %s }', ["subscription"]),
+    "Invoice": ('invoice(id: "{invoice}") { id %s }', ["invoice"]),
+    "AuditEntry": ("auditEntries(first: 1) { edges { node { id %s } } }", ["auditEntries", "edges", 0, "node"]),
+}
+# Arguments a field needs (filled from the dataset)
+ARGUMENTS: dict[str, str] = {
+    "Query.customer": '(id: "{customer}")',
+    "Query.subscription": '(id: "{subscription}")',
+    "Query.invoice": '(id: "{invoice}")',
+    "Mutation.setStaffRole": '(input: {subject: "someone.else@test", role: ANALYST})',
+    "Mutation.revokeStaff": '(input: {subject: "leaver@test"})',
+    "Mutation.restoreStaff": '(input: {subject: "leaver@test"})',
+    "Mutation.createApiKey": '(input: {name: "probe", scopes: ["usage:write"]})',
+    "Mutation.revokeApiKey": '(input: {id: "{api_key}"})',
+    "Mutation.rotateApiKey": '(input: {id: "{rotatable_key}"})',
+}
+
+
+EXPECTED_GUARDS = {
+    **{f"Customer.{f}": Capability.CUSTOMER_PII_READ for f in ("email", "phone", "address", "taxId")},
+    "Customer.paymentMethod": Capability.PAYMENT_METHOD_READ,
+    "Customer.subscriptions": Capability.SUBSCRIPTION_READ,
+    "Customer.invoices": Capability.INVOICE_READ,
+    "Customer.latestInvoice": Capability.INVOICE_READ,
+    "Customer.usage": Capability.USAGE_READ,
+    "Invoice.customer": Capability.CUSTOMER_READ,
+    "Subscription.customer": Capability.CUSTOMER_READ,
+    "Query.customers": Capability.CUSTOMER_READ,
+    "Query.customer": Capability.CUSTOMER_READ,
+    "Query.subscriptions": Capability.SUBSCRIPTION_READ,
+    "Query.invoices": Capability.INVOICE_READ,
+    "Query.auditEntries": Capability.AUDIT_READ,
+    "AuditEntry.ip": Capability.AUDIT_NETWORK_READ,
+    "AuditEntry.userAgent": Capability.AUDIT_NETWORK_READ,
+    "Query.apiKeys": Capability.ACCESS_ADMIN,
+    "Query.staffMembers": Capability.ACCESS_ADMIN,
+    "Query.securityEvents": Capability.SECURITY_EVENT_READ,
+}
+
+
+@dataclass(frozen=True)
+class Guarded:
+    type_name: str
+    field_name: str
+    capability: Capability
+    selection: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.type_name}.{self.field_name}"
+
+
+def guarded_fields() -> list[Guarded]:
+    schema = build_schema(Settings())
+    graphql_schema = schema._schema
+    found: list[Guarded] = []
+    for type_name, graphql_type in sorted(graphql_schema.type_map.items()):
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        definition = schema.get_type_by_name(type_name)
+        for field in getattr(definition, "fields", []):
+            capability = field_capability(field)
+            if capability is None:
+                continue
+            graphql_field = graphql_type.fields[
+                field.graphql_name or schema.config.name_converter.get_graphql_name(field)
+            ]
+            selection = " { __typename }" if is_composite_type(get_named_type(graphql_field.type)) else ""
+            name = field.graphql_name or schema.config.name_converter.get_graphql_name(field)
+            found.append(Guarded(type_name, name, capability, selection))
+    return found
+
+
+GUARDED = guarded_fields()
+PRINCIPALS = [f"role:{r.value}" for r in Role] + [f"scope:{s.value}" for s in Scope]
+
+
+def test_every_guarded_field_can_be_reached() -> None:
+    for g in GUARDED:
+        assert g.type_name in REACH or g.type_name == "Mutation", f"add {g.type_name} to REACH"
+        field = g.key
+        if field in ARGUMENTS or g.type_name != "Mutation":
+            continue
+        raise AssertionError(f"add arguments for {field} to ARGUMENTS")
+    # the rows of the design's matrix are guarded on the schema, each by the right capability
+    keys = {g.key: g.capability for g in GUARDED}
+    for field, capability in EXPECTED_GUARDS.items():
+        assert keys.get(field) is capability, f"{field} must be guarded by {capability}"
+    # every mutation is guarded
+    mutation_type = build_schema(Settings())._schema.mutation_type
+    assert mutation_type is not None
+    for name in mutation_type.fields:
+        assert f"Mutation.{name}" in keys, f"Mutation.{name} has no guard"
+
+
+@pytest.fixture(scope="module")
+def matrix_db(make_database: Callable[[], str]) -> str:
+    return make_database()
+
+
+@pytest.fixture(scope="module")
+async def dataset(matrix_db: str) -> dict[str, str]:
+    engine = make_engine(matrix_db, null_pool=True)
+    async with make_session_factory(engine)() as session, session.begin():
+        b = Builder(session)
+        price = await b.product_and_price()
+        customer = await b.customer(
+            "Matrix Corp",
+            phone="+33 1 23 45 67 89",
+            tax_id="FR123",
+            payment_method_brand="visa",
+            payment_method_last4="4242",
+            payment_method_exp_month=12,
+            payment_method_exp_year=2030,
+        )
+        subscription = await b.subscription(customer, price)
+        invoice = await b.invoice(customer, subscription_id=subscription.id)
+        meter = await b.meter()
+        await b.usage(customer, meter, "3", BASE_TIME + timedelta(days=1))
+        owner = Actor(subject="owner@test", role="owner", api_key_id=None, ip="10.1.2.3", user_agent="probe/1")
+        await record_audit(session, owner, "seed", "Customer", str(customer.id))
+    await engine.dispose()
+
+    def gid(kind: str, local: object) -> str:
+        return base64.b64encode(f"{kind}:{local}".encode()).decode()
+
+    return {
+        "customer": gid("Customer", customer.id),
+        "subscription": gid("Subscription", subscription.id),
+        "invoice": gid("Invoice", invoice.id),
+    }
+
+
+@pytest.fixture
+async def client(app_factory: Callable[..., GraphQLClient], matrix_db: str, dataset: dict[str, str]) -> GraphQLClient:
+    return app_factory(matrix_db)
+
+
+async def headers_for(client: GraphQLClient, principal: str) -> dict[str, str]:
+    kind, _, name = principal.partition(":")
+    if kind == "role":
+        return bearer(client.settings, Role(name), subject=f"{name}@matrix.test")
+    async with client.runtime.session_factory() as session, session.begin():
+        issued = await create_api_key(session, Actor.system("test"), f"probe {name}", [name], None)
+    return {"Authorization": f"Bearer {issued.secret}"}
+
+
+def allowed(principal: str, capability: Capability) -> bool:
+    kind, _, name = principal.partition(":")
+    rule = MATRIX[capability]
+    return Role(name) in rule.roles if kind == "role" else Scope(name) in rule.scopes
+
+
+async def side_effects(client: GraphQLClient) -> tuple[int, int, int]:
+    async with client.runtime.session_factory() as session:
+        audit = (await session.execute(select(func.count()).select_from(AuditEntry))).scalar_one()
+        keys = (await session.execute(select(func.count()).select_from(ApiKey))).scalar_one()
+        staff = (
+            await session.execute(
+                select(func.count()).select_from(StaffMember).where(StaffMember.updated_by != "login")
+            )
+        ).scalar_one()
+    return audit, keys, staff
+
+
+async def fresh_key_id(client: GraphQLClient) -> str:
+    async with client.runtime.session_factory() as session, session.begin():
+        issued = await create_api_key(session, Actor.system("test"), "target", ["invoices:read"], None)
+    return base64.b64encode(f"ApiKey:{issued.key.id}".encode()).decode()
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def dig(data: Any, path: list[Any]) -> Any:
+    for step in path:
+        if data is None:
+            return None
+        data = data[step]
+    return data
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+async def test_matrix(client: GraphQLClient, dataset: dict[str, str], principal: str) -> None:
+    headers = await headers_for(client, principal)
+    leaks: list[str] = []
+    for g in GUARDED:
+        values = dict(dataset)
+        if g.type_name == "Mutation":
+            values["api_key"] = await fresh_key_id(client)
+            values["rotatable_key"] = await fresh_key_id(client)
+        field_text = fill(f"{g.field_name}{ARGUMENTS.get(g.key, '')}{g.selection}", values)
+        if g.type_name == "Mutation":
+            document, path = f"mutation {{ {field_text} }}", [g.field_name]
+        else:
+            wrapper, prefix = REACH[g.type_name]
+            document = "query { me { subject } " + (fill(wrapper, values) % field_text) + " }"
+            path = [*prefix, g.field_name]
+        before = await side_effects(client)
+        response = await client.post(document, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        errors = [e for e in body.get("errors", []) if e.get("path") == path]
+        reaching_refused = [e for e in body.get("errors", []) if e.get("path") != path]
+        if reaching_refused:
+            # the way to the object is itself refused (e.g. a scope without customers:read asking
+            # Customer.email): nothing under it may have leaked
+            assert all(e["extensions"]["code"] == "FORBIDDEN" for e in reaching_refused), body
+            assert dig(body.get("data"), path) is None, f"{principal} got {g.key} through a refused parent"
+            continue
+        if allowed(principal, g.capability):
+            assert not errors, f"{principal} was refused {g.key}: {errors}"
+            assert dig(body["data"], path) is not None, f"{principal}: {g.key} is null ({body})"
+            if g.type_name == "Mutation":
+                assert dig(body["data"], path)["__typename"].endswith("Payload")
+                assert (await side_effects(client))[0] > before[0], f"{g.key} by {principal} wrote no audit entry"
+        else:
+            if dig(body.get("data"), path) is not None:
+                leaks.append(g.key)
+                continue
+            assert len(errors) == 1, f"{principal} / {g.key}: {body}"
+            ext = errors[0]["extensions"]
+            assert ext["code"] == "FORBIDDEN"
+            assert ext["requiredRoles"] == required_roles(g.capability)
+            assert ext["requiredScopes"] == required_scopes(g.capability)
+            if g.type_name == "Mutation":
+                assert await side_effects(client) == before, f"{principal} / {g.key} had a side effect"
+            elif principal.startswith("role:"):
+                assert body["data"]["me"]["subject"] == f"{principal.split(':')[1]}@matrix.test"  # rest intact
+    assert not leaks, f"{principal} could read: {leaks}"
