@@ -1,0 +1,1 @@
+"""Resource groups of the Stripe emulator; importing a module registers its endpoints."""
