@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.audit.export import audit_export_routes
 from api.auth.request import authenticate_request
 from api.errors import Unauthenticated
 from api.graphiql import graphiql_asset_routes, graphiql_html
@@ -79,7 +80,15 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-_KNOWN_ROUTES = {"/graphql", "/healthz", "/readyz", "/metrics", "/webhooks/stripe"}
+_KNOWN_ROUTES = {
+    "/graphql",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/webhooks/stripe",
+    "/exports/audit-entries.csv",
+    "/exports/audit-entries.json",
+}
 
 
 def error_body(message: str, code: str, request_id: str | None, **extra: Any) -> dict[str, Any]:
@@ -168,6 +177,7 @@ def create_app(runtime: Runtime, graphql_factory: GraphQLFactory) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             *graphiql_asset_routes(),
+            *audit_export_routes(runtime),
         ],
         lifespan=lifespan,
     )

@@ -72,6 +72,7 @@ EXPECTED_GUARDS = {
     "Query.apiKeys": Capability.ACCESS_ADMIN,
     "Query.staffMembers": Capability.ACCESS_ADMIN,
     "Query.securityEvents": Capability.SECURITY_EVENT_READ,
+    "Query.auditChainStatus": Capability.AUDIT_CHAIN_READ,
 }
 
 

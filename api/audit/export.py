@@ -23,13 +23,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from api.audit.models import AuditEntry
-from api.audit.service import AuditFilter
-from api.audit.service import _conditions as audit_conditions
+from api.audit.service import AuditFilter, audit_conditions
 from api.auth.models import SecurityEventKind
 from api.auth.permissions import Capability, capabilities_of, forbidden
 from api.auth.request import authenticate_request, request_actor
@@ -93,7 +93,7 @@ def _parse_time(name: str, value: str) -> datetime:
     raise Invalid(f"`{name}` is not an ISO 8601 date or date-time: {value[:64]!r}", field=name)
 
 
-def parse_filter(params: Any) -> AuditFilter:
+def parse_filter(params: QueryParams) -> AuditFilter:
     """The filter from the query string; unknown or repeated parameters are refused (a typo must
     not silently export everything)."""
     allowed = set(TEXT_PARAMS) | set(TIME_PARAMS)

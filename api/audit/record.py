@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, cast, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.audit.chain import GENESIS_HASH, entry_hash
@@ -60,6 +61,24 @@ def changed_fields(
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
 
 
+async def _as_stored(
+    session: AsyncSession, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """before/after exactly as JSONB will return them (it keeps numbers as `numeric`: 1e16 comes
+    back as an integer, -0.0 as 0), so the hash covers what a later verification reads."""
+    if before is None and after is None:
+        return None, None
+    row = (
+        await session.execute(
+            select(
+                cast(bindparam("before", before, type_=JSONB), JSONB),
+                cast(bindparam("after", after, type_=JSONB), JSONB),
+            )
+        )
+    ).one()
+    return row[0], row[1]
+
+
 async def record_audit(
     session: AsyncSession,
     actor: Actor,
@@ -76,7 +95,7 @@ async def record_audit(
     prev_hash = (
         await session.execute(select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1))
     ).scalar_one_or_none() or GENESIS_HASH
-    before, after = changed_fields(before, after)
+    before, after = await _as_stored(session, *changed_fields(before, after))
     values: dict[str, Any] = {
         "occurred_at": occurred_at or utcnow(),
         "actor_subject": actor.subject,

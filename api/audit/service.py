@@ -25,7 +25,7 @@ class AuditFilter:
     occurred: DateRange = field(default_factory=DateRange)
 
 
-def _conditions(flt: AuditFilter) -> list[ColumnElement[bool]]:
+def audit_conditions(flt: AuditFilter) -> list[ColumnElement[bool]]:
     conditions = [flt.occurred.clause(AuditEntry.occurred_at)]
     if flt.actor:
         conditions.append(or_(AuditEntry.actor_subject == flt.actor, AuditEntry.actor_role == flt.actor.lower()))
@@ -39,8 +39,8 @@ def _conditions(flt: AuditFilter) -> list[ColumnElement[bool]]:
 
 
 async def list_audit_entries(session: AsyncSession, flt: AuditFilter, page: PageArgs) -> Page[AuditEntry]:
-    return await fetch_page(session, select(AuditEntry).where(*_conditions(flt)), SORT_KEY, page)
+    return await fetch_page(session, select(AuditEntry).where(*audit_conditions(flt)), SORT_KEY, page)
 
 
 async def count_audit_entries(session: AsyncSession, flt: AuditFilter) -> int:
-    return await count_where(session, AuditEntry, _conditions(flt))
+    return await count_where(session, AuditEntry, audit_conditions(flt))

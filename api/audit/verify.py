@@ -8,9 +8,8 @@ committed while it runs are simply not part of this check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,30 +65,30 @@ async def verify_chain(
 
     `on_progress(entries_checked)` is called after each batch."""
     statement = select(*_COLUMNS).order_by(AuditEntry.id).execution_options(yield_per=batch_size)
-    result = await session.stream(statement)
+    # Core rows on the session's connection: no ORM loading work per row
+    result = await (await session.connection()).stream(statement)
     expected_prev = GENESIS_HASH
     previous_id: int | None = None
     last_hash: str | None = None
     checked = 0
     try:
         async for batch in result.partitions():
-            for row in batch:
+            for entry_id, prev_hash, stored_hash, *content in batch:
                 checked += 1
-                entry = cast(Mapping[str, Any], row._mapping)
-                if entry_hash(row.prev_hash, entry) != row.entry_hash:
+                if entry_hash(prev_hash, dict(zip(HASHED_FIELDS, content, strict=True))) != stored_hash:
                     reason = f"{CONTENT_ALTERED}: the stored hash does not match the entry's content"
-                    return ChainStatus(False, checked, row.id, reason, last_hash)
-                if row.prev_hash != expected_prev:
+                    return ChainStatus(False, checked, entry_id, reason, last_hash)
+                if prev_hash != expected_prev:
                     reason = (
-                        f"{LINK_BROKEN}: prev_hash does not match the hash of the previous entry ({previous_id}); "
+                        f"{LINK_BROKEN}: prev_hash does not match the hash of the previous entry, {previous_id}; "
                         "an entry was removed or inserted before this one"
                         if previous_id is not None
                         else f"{LINK_BROKEN}: the first entry does not link to the genesis hash; "
                         "earlier entries were removed"
                     )
-                    return ChainStatus(False, checked, row.id, reason, last_hash)
-                expected_prev = last_hash = row.entry_hash
-                previous_id = row.id
+                    return ChainStatus(False, checked, entry_id, reason, last_hash)
+                expected_prev = last_hash = stored_hash
+                previous_id = entry_id
             if on_progress is not None:
                 on_progress(checked)
     finally:
