@@ -230,7 +230,9 @@ def run(
     def terminate(signum: int, _: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminate)
+    # set explicitly: a process started in the background may inherit SIGINT as ignored
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, terminate)
     processes: list[subprocess.Popen[bytes]] = []
     with services(settings) as urls:
         try:
