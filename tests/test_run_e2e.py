@@ -58,6 +58,10 @@ class RunningLedgerline:
         os.killpg(self.process.pid, signal.SIGINT)  # what the terminal sends to the whole group
         return self.process.wait(timeout=timeout)
 
+    def interrupt_parent_only(self, timeout: float = 90) -> int:
+        self.process.send_signal(signal.SIGINT)  # `kill -INT <pid>`: the children hear it from the parent
+        return self.process.wait(timeout=timeout)
+
 
 def servers_using(data_dir: Path) -> list[str]:
     found = []
@@ -110,6 +114,6 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert not any("seeding demo data" in line for line in again.output)
         assert customers_total(port, tokens["analyst"]) == 25
     finally:
-        assert again.ctrl_c() == 0
+        assert again.interrupt_parent_only() == 0
     time.sleep(0.5)
     assert servers_using(data_dir) == []
