@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from api.audit.chain import GENESIS_HASH, entry_hash
+from api.audit.chain import GENESIS_HASH, HASHED_FIELDS, entry_hash
 from api.catalog.models import PriceInterval, UsageType
 from api.customer.models import CustomerStatus, CustomerTier
 from api.db import sync_url
@@ -933,23 +933,7 @@ USAGE_COLUMNS = (
     "properties",
     "received_at",
 )
-AUDIT_COLUMNS = (
-    "occurred_at",
-    "actor_subject",
-    "actor_role",
-    "api_key_id",
-    "action",
-    "target_type",
-    "target_id",
-    "before",
-    "after",
-    "outcome",
-    "request_id",
-    "ip",
-    "user_agent",
-    "prev_hash",
-    "entry_hash",
-)
+AUDIT_COLUMNS = (*HASHED_FIELDS, "prev_hash", "entry_hash")
 METER_COLUMNS = (
     "id",
     "key",
