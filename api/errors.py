@@ -46,6 +46,19 @@ class Invalid(LedgerlineError):
     code = "BAD_USER_INPUT"
 
 
+class Rejected(Invalid):
+    """An expected refusal with its own code: a declined card (Stripe's `card_declined`), a reused
+    idempotency key (`IDEMPOTENCY_KEY_REUSED`). Shown as a user error with that code."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None, **extensions: Any) -> None:
+        super().__init__(message, field=field, **extensions)
+        self.reason = code
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {**super().extensions, "code": self.reason}
+
+
 class Conflict(LedgerlineError):
     code = "CONFLICT"
 

@@ -5,6 +5,7 @@ from api.auth.models import ApiKey, SecurityEvent, StaffMember
 from api.catalog.models import Price, Product
 from api.customer.models import Customer
 from api.db import Base
+from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from api.subscription.models import Subscription, SubscriptionItem
 from api.usage.models import Meter, UsageEvent
@@ -18,6 +19,7 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "Meter",
+    "MutationIdempotency",
     "Payment",
     "Price",
     "Product",

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth.tokens import TokenVerifier
 from api.db import make_engine, make_session_factory
 from api.settings import Settings
+from api.stripe.gateway import StripeGateway
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Runtime:
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis
     verifier: TokenVerifier
+    stripe: StripeGateway
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -32,8 +34,10 @@ class Runtime:
             session_factory=make_session_factory(engine),
             redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2),
             verifier=TokenVerifier(settings),
+            stripe=StripeGateway(settings),
         )
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self.stripe.close()
         await self.engine.dispose()

@@ -40,6 +40,7 @@ class LedgerlineGraphQL(GraphQL[Context, None]):
             session_factory=self.runtime.session_factory,
             loaders=Loaders(self.runtime.session_factory),
             request_id=state.get("request_id", ""),
+            stripe=self.runtime.stripe,
             client_ip=client.host if client else None,
             user_agent=request.headers.get("user-agent"),
         )

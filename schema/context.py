@@ -12,6 +12,7 @@ from api.audit.record import Actor
 from api.auth.permissions import Capability, capabilities_of
 from api.auth.principal import Principal
 from api.settings import Settings
+from api.stripe.gateway import StripeGateway
 
 if TYPE_CHECKING:
     from schema.loaders import Loaders
@@ -24,6 +25,7 @@ class Context:
     session_factory: async_sessionmaker[AsyncSession]
     loaders: Loaders
     request_id: str
+    stripe: StripeGateway
     client_ip: str | None = None
     user_agent: str | None = None
     capabilities: frozenset[Capability] = field(default_factory=frozenset)

@@ -42,5 +42,6 @@ async def run_mutation(info: Info, work: Callable[[AsyncSession, Actor], Awaitab
         async with context.session() as session, session.begin():
             value = await work(session, context.actor())
     except (Invalid, NotFound, Conflict) as exc:
-        return Outcome(None, [UserError(field=_input_path(exc.field), message=exc.message, code=exc.code)])
+        code = exc.extensions["code"]  # a Rejected error carries its own (e.g. Stripe's `card_declined`)
+        return Outcome(None, [UserError(field=_input_path(exc.field), message=exc.message, code=code)])
     return Outcome(value, [])

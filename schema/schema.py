@@ -24,11 +24,13 @@ from schema.access.mutations import AccessMutations
 from schema.access.queries import AccessQueries
 from schema.audit.queries import AuditQueries
 from schema.catalog.queries import CatalogQueries
+from schema.customer.mutations import CustomerMutations
 from schema.customer.queries import CustomerQueries
 from schema.errors import ErrorPolicy
 from schema.invoice.queries import InvoiceQueries
 from schema.permissions import field_capability
 from schema.security import RecordDenials
+from schema.subscription.mutations import SubscriptionChangeQueries, SubscriptionMutations
 from schema.subscription.queries import SubscriptionQueries
 from schema.usage.queries import UsageQueries
 from schema.viewer import ViewerQueries
@@ -40,6 +42,7 @@ Query = merge_types(
         AccessQueries,
         CustomerQueries,
         SubscriptionQueries,
+        SubscriptionChangeQueries,
         InvoiceQueries,
         CatalogQueries,
         UsageQueries,
@@ -48,7 +51,7 @@ Query = merge_types(
 )
 
 
-Mutation = merge_types("Mutation", (AccessMutations,))
+Mutation = merge_types("Mutation", (AccessMutations, CustomerMutations, SubscriptionMutations))
 
 
 class RoleSchema(strawberry.Schema):

@@ -8,10 +8,9 @@ from collections.abc import Callable
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
-
-from api.embedded import free_port
 from sqlalchemy import text
 
+from api.embedded import free_port
 from tests.conftest import GraphQLClient
 
 ME = "{ me { subject role } }"

@@ -9,9 +9,9 @@ the required roles, the rest of the response intact, and — for operations — 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,6 +30,10 @@ from schema.permissions import field_capability
 from schema.schema import build_schema
 from tests.conftest import GraphQLClient, bearer
 from tests.factories import BASE_TIME, Builder
+from tests.stripe_emulator import EmulatorHandle, run_emulator
+from tests.stripe_support import IGNORE_HTTPX_DATA_WARNING, stripe_app
+
+pytestmark = pytest.mark.filterwarnings(IGNORE_HTTPX_DATA_WARNING)
 
 # How to reach an object of each type from the root: (query text with %s for the selection, path)
 REACH: dict[str, tuple[str, list[Any]]] = {
@@ -50,6 +54,19 @@ ARGUMENTS: dict[str, str] = {
     "Mutation.createApiKey": '(input: {name: "probe", scopes: ["usage:write"]})',
     "Mutation.revokeApiKey": '(input: {id: "{api_key}"})',
     "Mutation.rotateApiKey": '(input: {id: "{rotatable_key}"})',
+    # Stripe-backed operations (against the emulator) on a fresh trialing subscription per principal
+    "Mutation.createCustomer": '(input: {name: "Probe"})',
+    "Mutation.updateCustomer": '(input: {customer: "{customer}", industry: "Probing"})',
+    "Mutation.suspendCustomer": '(input: {customer: "{customer}", reason: "probe"})',
+    "Mutation.reactivateCustomer": '(input: {customer: "{customer}"})',
+    "Mutation.createSubscription": '(input: {customer: "{customer}", price: "{price}", trialDays: 30})',
+    "Query.previewSubscriptionChange": '(input: {subscription: "{stripe_subscription}", quantity: 2})',
+    "Mutation.changeSubscription": '(input: {subscription: "{stripe_subscription}", quantity: 2})',
+    "Mutation.cancelSubscription": '(input: {subscription: "{stripe_subscription}"})',
+    "Mutation.reactivateSubscription": '(input: {subscription: "{stripe_subscription}"})',
+    "Mutation.pauseSubscription": '(input: {subscription: "{stripe_subscription}", behavior: VOID})',
+    "Mutation.resumeSubscription": '(input: {subscription: "{stripe_subscription}"})',
+    "Mutation.extendTrial": '(input: {subscription: "{stripe_subscription}", until: "{trial_until}"})',
 }
 
 
@@ -166,12 +183,29 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         "customer": gid("Customer", customer.id),
         "subscription": gid("Subscription", subscription.id),
         "invoice": gid("Invoice", invoice.id),
+        "price": gid("Price", price.id),
     }
 
 
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorHandle]:
+    with run_emulator() as handle:
+        yield handle
+
+
 @pytest.fixture
-async def client(app_factory: Callable[..., GraphQLClient], matrix_db: str, dataset: dict[str, str]) -> GraphQLClient:
-    return app_factory(matrix_db)
+async def client(
+    app_factory: Callable[..., GraphQLClient], matrix_db: str, dataset: dict[str, str], emulator: EmulatorHandle
+) -> GraphQLClient:
+    return stripe_app(app_factory, matrix_db, emulator.url)
+
+
+async def fresh_stripe_subscription(client: GraphQLClient, dataset: dict[str, str]) -> str:
+    """A trialing subscription that exists in the emulator, made by the owner."""
+    document = f"""mutation {{ createSubscription(input: {{customer: "{dataset["customer"]}",
+      price: "{dataset["price"]}", trialDays: 30}}) {{ subscription {{ id }} userErrors {{ message }} }} }}"""
+    body = await client.query(document)
+    return str(body["data"]["createSubscription"]["subscription"]["id"])  # type: ignore[index]
 
 
 async def headers_for(client: GraphQLClient, principal: str) -> dict[str, str]:
@@ -225,8 +259,10 @@ def dig(data: Any, path: list[Any]) -> Any:
 async def test_matrix(client: GraphQLClient, dataset: dict[str, str], principal: str) -> None:
     headers = await headers_for(client, principal)
     leaks: list[str] = []
+    stripe_subscription = await fresh_stripe_subscription(client, dataset)
+    trial_until = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0).isoformat()
     for g in GUARDED:
-        values = dict(dataset)
+        values = {**dataset, "stripe_subscription": stripe_subscription, "trial_until": trial_until}
         if g.type_name == "Mutation":
             values["api_key"] = await fresh_key_id(client)
             values["rotatable_key"] = await fresh_key_id(client)
