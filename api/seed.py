@@ -1506,6 +1506,7 @@ class _Generator:
                 )
             )
             self.add_items(subscription_id, segments[-1], metered_price, created)
+            self.add_trial_invoice(customer_id, subscription_id, plan, segments[-1], trial_end)
             self.add_usage(customer_id, plan, now)
             return customer_updated, None
 
@@ -1866,6 +1867,25 @@ class _Generator:
         ]
         self.invoices.append(row)
         return row
+
+    def add_trial_invoice(
+        self, customer_id: uuid.UUID, subscription_id: uuid.UUID, plan: _Plan, segment: _Segment, trial_end: datetime
+    ) -> None:
+        """Stripe opens a trial with a 0.00 invoice, finalized and paid at once."""
+        start = plan.created_at
+        line = (
+            f"Trial period for {segment.price.describe(segment.quantity)}",
+            0,
+            segment.quantity,
+            segment.price,
+            start,
+            trial_end,
+        )
+        row = self.add_invoice(
+            customer_id, subscription_id, plan, start, trial_end, [line], INV_PAID, created_at=start, net_terms=False
+        )
+        for column in (INV_FINALIZED, INV_PAID_AT, INV_STRIPE_UPDATED, INV_UPDATED):
+            row[column] = start
 
     def settle(
         self,

@@ -94,7 +94,9 @@ def test_generated_rows_are_consistent() -> None:
     assert all(re.fullmatch(r"LL-20\d\d-\d{6}", number) for number in numbers)
     for row in invoices.rows:
         total, paid, refunded = row[col["total"]], row[col["amount_paid"]], row[col["amount_refunded"]]
-        assert total == row[col["subtotal"]] == lines_total[row[col["id"]]] > 0
+        assert total == row[col["subtotal"]] == lines_total[row[col["id"]]] >= 0
+        if total == 0:  # only a trial's opening invoice is free, and it is paid at once
+            assert row[col["status"]] == "PAID" and row[col["paid_at"]] == row[col["created_at"]]
         assert 0 <= refunded <= paid <= total
         assert row[col["created_at"]] <= NOW and row[col["updated_at"]] <= NOW
         assert row[col["period_start"]] < row[col["period_end"]]
@@ -317,3 +319,14 @@ async def test_a_failure_half_way_leaves_nothing(make_database: Callable[[], str
     # and the same database can then be seeded
     summary = await seed_demo_data(url, customers=20, seed=5, now=NOW)
     assert summary.customers == 20
+
+
+def test_every_trialing_customer_has_its_opening_invoice() -> None:
+    data = build_demo_data(customers=200, seed=5, now=NOW)
+    customers = data.table("customer")
+    ccol = {name: i for i, name in enumerate(customers.columns)}
+    invoices = data.table("invoice")
+    icol = {name: i for i, name in enumerate(invoices.columns)}
+    invoiced = {row[icol["customer_id"]] for row in invoices.rows}
+    trials = [row[ccol["id"]] for row in customers.rows if row[ccol["status"]] == "TRIAL"]
+    assert trials and all(customer in invoiced for customer in trials)
