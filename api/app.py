@@ -29,6 +29,7 @@ from api.graphiql import graphiql_asset_routes, graphiql_html
 from api.logs import request_id_var
 from api.metrics import Metrics
 from api.runtime import Runtime
+from api.webhook.receive import stripe_webhook_route
 
 log = logging.getLogger("ledgerline.http")
 
@@ -178,6 +179,7 @@ def create_app(runtime: Runtime, graphql_factory: GraphQLFactory) -> Starlette:
             Route("/metrics", metrics_endpoint),
             *graphiql_asset_routes(),
             *audit_export_routes(runtime),
+            stripe_webhook_route(runtime),
         ],
         lifespan=lifespan,
     )

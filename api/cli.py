@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,12 +180,16 @@ def worker() -> None:
         run_worker(_entry(WORKER_SETTINGS), redis_settings=redis_settings)
 
 
-def _print_banner(settings: Settings) -> None:
+def _print_banner(settings: Settings, stripe_emulator: str | None = None) -> None:
     base = f"http://{settings.host}:{settings.port}"
     console.print()
     console.rule("[bold green]Ledgerline is running")
     console.print(f"GraphiQL:  [bold]{base}/graphql[/bold]   (paste a header below into its Headers tab)")
     console.print(f"Health:    {base}/healthz   Ready: {base}/readyz   Metrics: {base}/metrics")
+    if stripe_emulator:
+        console.print(f"Stripe:    local emulator at {stripe_emulator} (signed webhooks → {base}/webhooks/stripe)")
+    else:
+        console.print(f"Stripe:    {settings.stripe_api_base or 'api.stripe.com'} (webhooks → {base}/webhooks/stripe)")
     console.print("Tokens (valid 8 h):")
     for role in Role:
         jwt = issue_token(settings, f"{role.value}@ledgerline.local", role)
@@ -192,18 +198,53 @@ def _print_banner(settings: Settings) -> None:
     console.rule()
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60, what: str = "the API") -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError("the API process exited during start-up; see its log above")
+            raise RuntimeError(f"{what} exited during start-up; see its log above")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"the API did not become ready at {url}")
+    raise RuntimeError(f"{what} did not become ready at {url}")
+
+
+EMULATOR_MODULE = "tests.stripe_emulator"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_stripe_emulator(settings: Settings) -> tuple[subprocess.Popen[bytes], str] | None:
+    """With neither STRIPE_SECRET_KEY nor STRIPE_API_BASE: the local Stripe emulator (test
+    tooling kept in tests/) on a free port, posting signed webhooks to this API. Its URL is
+    exported as STRIPE_API_BASE for the API and worker started after it."""
+    if settings.stripe_secret_key or settings.stripe_api_base:
+        return None
+    if importlib.util.find_spec(EMULATOR_MODULE.split(".")[0]) is None:
+        console.print("[yellow]no Stripe configured and the emulator (tests/) is not here: Stripe calls fail[/yellow]")
+        return None
+    host = "127.0.0.1"
+    port = _free_port(host)
+    api_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    command = [
+        *(sys.executable, "-m", EMULATOR_MODULE, "--host", host, "--port", str(port)),
+        *("--webhook-url", f"http://{api_host}:{settings.port}/webhooks/stripe"),
+        *("--webhook-secret", settings.stripe_webhook_secret),
+        *("--log-level", "warning"),
+    ]
+    process = subprocess.Popen(command)
+    url = f"http://{host}:{port}"
+    _wait_ready(f"{url}/_emulator/health", process, what="the Stripe emulator")
+    os.environ["STRIPE_API_BASE"] = url
+    get_settings.cache_clear()
+    return process, url
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -234,27 +275,34 @@ def run(
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, terminate)
     processes: list[subprocess.Popen[bytes]] = []
+    emulator: list[subprocess.Popen[bytes]] = []
     with services(settings) as urls:
         try:
             _migrate(urls.database_url)
             if _database_is_empty(urls.database_url):
                 console.print("empty database: seeding demo data")
                 _seed(urls.database_url, seed_customers or settings.seed_customers, 42)
+            started = _start_stripe_emulator(settings)
+            emulator_url = None
+            if started is not None:
+                emulator.append(started[0])
+                emulator_url = started[1]
             cli = [sys.executable, "-m", "api.cli"]
             processes.append(subprocess.Popen([*cli, "serve"]))
             processes.append(subprocess.Popen([*cli, "worker"]))
             _wait_ready(f"http://{settings.host}:{settings.port}/readyz", processes[0])
-            _print_banner(get_settings())
-            while all(p.poll() is None for p in processes):
+            _print_banner(get_settings(), emulator_url)
+            while all(p.poll() is None for p in [*processes, *emulator]):
                 time.sleep(0.5)
             console.print("[red]a Ledgerline process stopped unexpectedly; shutting down[/red]")
             raise typer.Exit(1)
         except KeyboardInterrupt:
             console.print("\nstopping …")
         finally:
-            # the API and worker first, then (leaving the `with`) Redis and PostgreSQL
+            # the API and worker first, then the Stripe emulator, then (leaving the `with`) Redis and PostgreSQL
             _stop(processes)
-    console.print("stopped: API, worker, PostgreSQL and Redis are down")
+            _stop(emulator)
+    console.print("stopped: API, worker, Stripe emulator, PostgreSQL and Redis are down")
 
 
 def main() -> None:

@@ -3,8 +3,11 @@ and the token verifier. Built once per process; the edges (GraphQL, workers) bor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -22,6 +25,19 @@ class Runtime:
     redis: Redis
     verifier: TokenVerifier
     stripe: StripeGateway
+    _arq: ArqRedis | None = field(default=None, repr=False)
+    _arq_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def arq(self) -> ArqRedis:
+        """The arq pool to enqueue jobs with, created on first use (the API enqueues rarely)."""
+        async with self._arq_lock:
+            if self._arq is None:
+                assert self.settings.redis_url is not None
+                redis_settings = RedisSettings.from_dsn(self.settings.redis_url)
+                # a request waits for Redis at most a couple of seconds (the sweep job catches up)
+                redis_settings.conn_retries, redis_settings.conn_timeout = 1, 2
+                self._arq = await create_pool(redis_settings)
+            return self._arq
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -38,6 +54,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self._arq is not None:
+            await self._arq.aclose()
         await self.redis.aclose()
         await self.stripe.close()
         await self.engine.dispose()

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     stripe_secret_key: str | None = Field(None, description="Unset → the local Stripe emulator.")
     stripe_api_base: str | None = Field(None, description="A Stripe-API-compatible base URL.")
     stripe_webhook_secret: str = Field("whsec_ledgerline_local", description="Webhook signing secret.")
+    stripe_webhook_tolerance_seconds: int = Field(300, description="Oldest webhook signature accepted.")
+    webhook_max_attempts: int = Field(8, description="Processing attempts of a webhook event before FAILED.")
+    webhook_retry_base_seconds: float = Field(30.0, description="First retry delay; doubles, capped at 1 h.")
     stripe_max_network_retries: int = Field(2, description="Retries the Stripe client makes.")
     stripe_timeout_seconds: float = Field(20.0, description="Per-request Stripe timeout.")
 

@@ -12,7 +12,7 @@ from typing import Annotated, Generic, TypeVar
 import strawberry
 
 from api.common.daterange import DateRange, DateRangePreset, make_range
-from api.common.money import minor_to_decimal
+from api.common.money import MoneyAmount, minor_to_decimal
 from api.common.pagination import Page, PageArgs, check_first
 from api.errors import Invalid
 
@@ -142,3 +142,12 @@ def enum_list(values: Sequence[object] | None) -> tuple[object, ...]:
 
 def page_args(first: int | None, after: str | None, *, default: int, maximum: int) -> PageArgs:
     return PageArgs(first=check_first(first, default=default, maximum=maximum), after=after)
+
+
+@strawberry.input(description='An amount as a decimal string in a currency, e.g. {amount: "12.50", currency: "usd"}.')
+class MoneyInput:
+    amount: str = strawberry.field(description='Decimal amount, e.g. "12.50"; no more decimals than the currency has.')
+    currency: str = strawberry.field(description="ISO 4217 currency code, e.g. `usd`.")
+
+    def to_amount(self) -> MoneyAmount:
+        return MoneyAmount(self.amount, self.currency)

@@ -24,9 +24,11 @@ from schema.access.mutations import AccessMutations
 from schema.access.queries import AccessQueries
 from schema.audit.queries import AuditQueries
 from schema.catalog.queries import CatalogQueries
+from schema.coupon.mutations import CouponMutations
 from schema.customer.mutations import CustomerMutations
 from schema.customer.queries import CustomerQueries
 from schema.errors import ErrorPolicy
+from schema.invoice.mutations import InvoiceMutations
 from schema.invoice.queries import InvoiceQueries
 from schema.permissions import field_capability
 from schema.security import RecordDenials
@@ -34,6 +36,8 @@ from schema.subscription.mutations import SubscriptionChangeQueries, Subscriptio
 from schema.subscription.queries import SubscriptionQueries
 from schema.usage.queries import UsageQueries
 from schema.viewer import ViewerQueries
+from schema.webhook.mutations import WebhookMutations
+from schema.webhook.queries import WebhookQueries
 
 Query = merge_types(
     "Query",
@@ -47,11 +51,22 @@ Query = merge_types(
         CatalogQueries,
         UsageQueries,
         AuditQueries,
+        WebhookQueries,
     ),
 )
 
 
-Mutation = merge_types("Mutation", (AccessMutations, CustomerMutations, SubscriptionMutations))
+Mutation = merge_types(
+    "Mutation",
+    (
+        AccessMutations,
+        CustomerMutations,
+        SubscriptionMutations,
+        WebhookMutations,
+        InvoiceMutations,
+        CouponMutations,
+    ),
+)
 
 
 class RoleSchema(strawberry.Schema):

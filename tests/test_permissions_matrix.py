@@ -9,6 +9,7 @@ the required roles, the rest of the response intact, and — for operations — 
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from api.auth.permissions import MATRIX, Capability, required_roles, required_sc
 from api.auth.roles import Role, Scope
 from api.db import make_engine, make_session_factory
 from api.settings import Settings
+from api.webhook.models import WebhookEvent, WebhookStatus
 from schema.permissions import field_capability
 from schema.schema import build_schema
 from tests.conftest import GraphQLClient, bearer
@@ -67,6 +69,21 @@ ARGUMENTS: dict[str, str] = {
     "Mutation.pauseSubscription": '(input: {subscription: "{stripe_subscription}", behavior: VOID})',
     "Mutation.resumeSubscription": '(input: {subscription: "{stripe_subscription}"})',
     "Mutation.extendTrial": '(input: {subscription: "{stripe_subscription}", until: "{trial_until}"})',
+    "Mutation.reprocessWebhookEvent": '(input: {id: "{webhook_event}"})',
+    # invoices, refunds, credits, coupons: fresh Stripe objects per principal (see fresh_billing_objects)
+    "Mutation.createInvoice": '(input: {customer: "{billing_customer}", items: [{description: "Probe", '
+    'unitAmount: {amount: "5.00", currency: "usd"}}]})',
+    "Mutation.finalizeInvoice": '(input: {invoice: "{draft_invoice}"})',
+    "Mutation.sendInvoice": '(input: {invoice: "{sendable_invoice}"})',
+    "Mutation.voidInvoice": '(input: {invoice: "{open_invoice}"})',
+    "Mutation.payInvoice": '(input: {invoice: "{payable_invoice}"})',
+    "Mutation.refundInvoice": '(input: {invoice: "{paid_invoice}", amount: {amount: "1.00", currency: "usd"}, '
+    'reason: "probe"})',
+    "Mutation.issueCredit": '(input: {customer: "{billing_customer}", amount: {amount: "1.00", currency: "usd"}, '
+    'reason: "probe"})',
+    "Mutation.createCoupon": '(input: {name: "Probe", duration: ONCE, percentOff: 5})',
+    "Mutation.createPromotionCode": '(input: {coupon: "{coupon}", code: "{promotion_code}"})',
+    "Mutation.applyCoupon": '(input: {subscription: "{stripe_subscription}", coupon: "{coupon}"})',
 }
 
 
@@ -174,6 +191,15 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         await b.usage(customer, meter, "3", BASE_TIME + timedelta(days=1))
         owner = Actor(subject="owner@test", role="owner", api_key_id=None, ip="10.1.2.3", user_agent="probe/1")
         await record_audit(session, owner, "seed", "Customer", str(customer.id))
+        webhook_event = WebhookEvent(
+            stripe_event_id="evt_matrix_probe",
+            type="ping.matrix_probe",  # a type no handler takes: reprocessing it only marks it IGNORED
+            payload={"id": "evt_matrix_probe", "type": "ping.matrix_probe", "data": {"object": {"id": "x"}}},
+            status=WebhookStatus.RECEIVED,
+            stripe_created_at=BASE_TIME,
+        )
+        session.add(webhook_event)
+        await session.flush()
     await engine.dispose()
 
     def gid(kind: str, local: object) -> str:
@@ -184,6 +210,7 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         "subscription": gid("Subscription", subscription.id),
         "invoice": gid("Invoice", invoice.id),
         "price": gid("Price", price.id),
+        "webhook_event": gid("WebhookEvent", webhook_event.id),
     }
 
 
@@ -206,6 +233,51 @@ async def fresh_stripe_subscription(client: GraphQLClient, dataset: dict[str, st
       price: "{dataset["price"]}", trialDays: 30}}) {{ subscription {{ id }} userErrors {{ message }} }} }}"""
     body = await client.query(document)
     return str(body["data"]["createSubscription"]["subscription"]["id"])  # type: ignore[index]
+
+
+async def fresh_billing_objects(client: GraphQLClient) -> dict[str, str]:
+    """Made by the owner: a customer with a card, and invoices in the state each invoice mutation
+    needs (draft, sendable draft, open, paid), and a coupon."""
+
+    async def call(document: str) -> Any:
+        body = await client.query(document)
+        assert "errors" not in body, body
+        (payload,) = body["data"].values()  # type: ignore[union-attr]
+        assert payload["userErrors"] == [], payload
+        return payload
+
+    customer = (
+        await call(
+            'mutation { createCustomer(input: {name: "Billing probe", paymentMethod: "pm_card_visa"}) '
+            "{ customer { id } userErrors { message } } }"
+        )
+    )["customer"]["id"]
+
+    async def invoice(*steps: str, method: str = "CHARGE_AUTOMATICALLY") -> str:
+        created = await call(
+            f'mutation {{ createInvoice(input: {{customer: "{customer}", collectionMethod: {method}, items: '
+            '[{description: "Probe", unitAmount: {amount: "20.00", currency: "usd"}}]}) '
+            "{ invoice { id } userErrors { message } } }"
+        )
+        invoice_id = str(created["invoice"]["id"])
+        for step in steps:
+            await call(f'mutation {{ {step}(input: {{invoice: "{invoice_id}"}}) {{ userErrors {{ message }} }} }}')
+        return invoice_id
+
+    coupon = await call(
+        'mutation { createCoupon(input: {name: "Probe", duration: FOREVER, percentOff: 10}) '
+        "{ coupon { stripeCouponId } userErrors { message } } }"
+    )
+    return {
+        "billing_customer": str(customer),
+        "draft_invoice": await invoice(),
+        "sendable_invoice": await invoice(method="SEND_INVOICE"),
+        "open_invoice": await invoice("finalizeInvoice"),
+        "payable_invoice": await invoice("finalizeInvoice"),
+        "paid_invoice": await invoice("finalizeInvoice", "payInvoice"),
+        "coupon": str(coupon["coupon"]["stripeCouponId"]),
+        "promotion_code": f"PROBE{uuid.uuid4().hex[:10].upper()}",
+    }
 
 
 async def headers_for(client: GraphQLClient, principal: str) -> dict[str, str]:
@@ -261,8 +333,9 @@ async def test_matrix(client: GraphQLClient, dataset: dict[str, str], principal:
     leaks: list[str] = []
     stripe_subscription = await fresh_stripe_subscription(client, dataset)
     trial_until = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0).isoformat()
+    billing = await fresh_billing_objects(client)
     for g in GUARDED:
-        values = {**dataset, "stripe_subscription": stripe_subscription, "trial_until": trial_until}
+        values = {**dataset, **billing, "stripe_subscription": stripe_subscription, "trial_until": trial_until}
         if g.type_name == "Mutation":
             values["api_key"] = await fresh_key_id(client)
             values["rotatable_key"] = await fresh_key_id(client)

@@ -23,15 +23,25 @@ TOKEN_LINE = re.compile(r"^\s*(\w+)\s+\{\"Authorization\": \"Bearer ([^\"]+)\"\}
 
 class RunningLedgerline:
     def __init__(self, data_dir: Path, port: int) -> None:
-        env = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "SEED_CUSTOMERS": "25",
-               "LOG_LEVEL": "WARNING", "COLUMNS": "400"}
+        env = {
+            **os.environ,
+            "DATA_DIR": str(data_dir),
+            "PORT": str(port),
+            "SEED_CUSTOMERS": "25",
+            "LOG_LEVEL": "WARNING",
+            "COLUMNS": "400",
+        }
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         self.port = port
         self.output: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "run"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,  # its own process group, as a terminal gives it
         )
         threading.Thread(target=self._read, daemon=True).start()
@@ -98,6 +108,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         tokens = run.wait_for_banner()
         assert set(tokens) == {"owner", "operations", "finance", "support", "analyst"}
         assert f"http://127.0.0.1:{port}/graphql" in "".join(run.output)
+        assert "Stripe:    local emulator at http://127.0.0.1:" in "".join(run.output)  # no Stripe configured
         assert customers_total(port, tokens["owner"]) == 25
         page = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"}, timeout=10)
         assert page.status_code == 200 and "graphiql" in page.text.lower()

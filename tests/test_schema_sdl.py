@@ -39,8 +39,15 @@ def role_view(role: str) -> str:
 
 def test_schema_as_an_analyst_sees_it_leaves_out_what_it_may_not_use() -> None:
     analyst = role_view("analyst")
-    for hidden in ("  email:", "  phone:", "  paymentMethod:", "  auditEntries(", "  apiKeys:", "  securityEvents(",
-                   "type Mutation"):
+    for hidden in (
+        "  email:",
+        "  phone:",
+        "  paymentMethod:",
+        "  auditEntries(",
+        "  apiKeys:",
+        "  securityEvents(",
+        "type Mutation",
+    ):
         assert hidden not in analyst, f"{hidden!r} should be hidden from analysts"
     for visible in ("  customers(", "  invoices(", "  name: String!", "  tier: CustomerTier!"):
         assert visible in analyst

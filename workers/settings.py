@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
 from api.logs import configure_logging
 from api.runtime import Runtime
 from api.settings import get_settings
+from workers.webhooks import process_webhook_event, sweep_webhook_events
 
 HEARTBEAT_KEY = "ledgerline:worker:heartbeat"
 
@@ -45,8 +46,16 @@ def redis_settings() -> RedisSettings:
 
 
 class WorkerSettings:
-    functions = [heartbeat]
-    cron_jobs = [cron(heartbeat, second=0, unique=True, run_at_startup=True)]
+    functions = [
+        heartbeat,
+        # attempts are counted on the event (api/webhook); arq's own cap only has to stay above them
+        func(process_webhook_event, max_tries=50, keep_result=0),
+        sweep_webhook_events,
+    ]
+    cron_jobs = [
+        cron(heartbeat, second=0, unique=True, run_at_startup=True),
+        cron(sweep_webhook_events, second=30, unique=True),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     max_jobs = 20

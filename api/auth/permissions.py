@@ -43,6 +43,7 @@ class Capability(enum.StrEnum):
     TRIAL_EXTEND = "trial:extend"
     INVOICE_MANAGE = "invoice:manage"  # create, finalize, send, void, retry payment
     REFUND_CREDIT = "refund_credit:issue"  # support: up to SUPPORT_REFUND_LIMIT
+    COUPON_MANAGE = "coupon:manage"  # create coupons and promotion codes (applying one is a subscription change)
     BILLING_OPERATIONS = "billing_ops:run"  # dunning actions, reconciliation, webhook reprocess
     GDPR_EXPORT = "gdpr:export"
     GDPR_ERASE = "gdpr:erase"
@@ -82,6 +83,7 @@ MATRIX: dict[Capability, Rule] = {
     Capability.TRIAL_EXTEND:        _rule([OWNER, OPERATIONS, FINANCE, SUPPORT], [Scope.SUBSCRIPTIONS_WRITE]),
     Capability.INVOICE_MANAGE:      _rule([OWNER, FINANCE]),
     Capability.REFUND_CREDIT:       _rule([OWNER, FINANCE, SUPPORT]),
+    Capability.COUPON_MANAGE:       _rule([OWNER, FINANCE]),  # price cuts are revenue decisions, like credits
     Capability.BILLING_OPERATIONS:  _rule([OWNER, OPERATIONS, FINANCE]),
     Capability.GDPR_EXPORT:         _rule([OWNER, OPERATIONS]),
     Capability.GDPR_ERASE:          _rule([OWNER]),

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
-from sqlalchemy import Boolean, Index, SmallInteger, String, text
+from sqlalchemy import Boolean, DateTime, Index, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.common.columns import enum_column
@@ -50,6 +51,8 @@ class Customer(UUIDPrimaryKey, Timestamps, Base):
     payment_method_exp_month: Mapped[int | None] = mapped_column(SmallInteger)
     payment_method_exp_year: Mapped[int | None] = mapped_column(SmallInteger)
     notes: Mapped[str | None] = mapped_column(String(5000))
+    # Stripe's `created` of the newest customer event applied (older webhook deliveries are skipped)
+    stripe_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         # keyset orders: (created_at, id) and (name, id)

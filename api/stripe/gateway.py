@@ -12,12 +12,19 @@ from typing import TypeVar
 
 import stripe
 from stripe.params import (
+    CouponCreateParams,
+    CustomerCreateBalanceTransactionParams,
     CustomerCreateParams,
     CustomerUpdateParams,
+    InvoiceCreateParams,
     InvoiceCreatePreviewParams,
+    InvoiceItemCreateParams,
+    InvoicePayParams,
     PaymentMethodAttachParams,
     PriceCreateParams,
     ProductCreateParams,
+    PromotionCodeCreateParams,
+    RefundCreateParams,
     SubscriptionCancelParams,
     SubscriptionCreateParams,
     SubscriptionResumeParams,
@@ -171,3 +178,96 @@ class StripeGateway:
 
     async def retrieve_invoice(self, invoice_id: str) -> stripe.Invoice:
         return await self._call(self.v1.invoices.retrieve_async(invoice_id), None)
+
+    # --- invoice writes, payments, refunds, credits (invoice mutations) -----------------------------
+
+    async def create_invoice(
+        self, params: InvoiceCreateParams, *, idempotency_key: str, fields: Fields | None = None
+    ) -> stripe.Invoice:
+        return await self._call(self.v1.invoices.create_async(params, {"idempotency_key": idempotency_key}), fields)
+
+    async def create_invoice_item(
+        self, params: InvoiceItemCreateParams, *, idempotency_key: str, fields: Fields | None = None
+    ) -> stripe.InvoiceItem:
+        return await self._call(
+            self.v1.invoice_items.create_async(params, {"idempotency_key": idempotency_key}), fields
+        )
+
+    async def finalize_invoice(self, invoice_id: str, *, idempotency_key: str) -> stripe.Invoice:
+        return await self._call(
+            self.v1.invoices.finalize_invoice_async(invoice_id, {}, {"idempotency_key": idempotency_key}), None
+        )
+
+    async def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> stripe.Invoice:
+        return await self._call(
+            self.v1.invoices.send_invoice_async(invoice_id, {}, {"idempotency_key": idempotency_key}), None
+        )
+
+    async def void_invoice(self, invoice_id: str, *, idempotency_key: str) -> stripe.Invoice:
+        return await self._call(
+            self.v1.invoices.void_invoice_async(invoice_id, {}, {"idempotency_key": idempotency_key}), None
+        )
+
+    async def pay_invoice(
+        self, invoice_id: str, params: InvoicePayParams, *, idempotency_key: str, fields: Fields | None = None
+    ) -> stripe.Invoice:
+        return await self._call(
+            self.v1.invoices.pay_async(invoice_id, params, {"idempotency_key": idempotency_key}), fields
+        )
+
+    async def invoice_lines(self, invoice: stripe.Invoice) -> list[stripe.InvoiceLineItem]:
+        """Every line of the invoice (the embedded list holds the first page only)."""
+        lines = list(invoice.lines.data)
+        if not invoice.lines.has_more:
+            return lines
+        assert invoice.id is not None
+        page = await self._call(self.v1.invoices.line_items.list_async(invoice.id, {"limit": 100}), None)
+        lines = []
+        async for line in page.auto_paging_iter():
+            lines.append(line)
+        return lines
+
+    async def paid_invoice_payments(self, invoice_id: str) -> list[stripe.InvoicePayment]:
+        page = await self._call(
+            self.v1.invoice_payments.list_async({"invoice": invoice_id, "status": "paid", "limit": 100}), None
+        )
+        return list(page.data)
+
+    async def create_refund(
+        self, params: RefundCreateParams, *, idempotency_key: str, fields: Fields | None = None
+    ) -> stripe.Refund:
+        return await self._call(self.v1.refunds.create_async(params, {"idempotency_key": idempotency_key}), fields)
+
+    async def create_balance_transaction(
+        self,
+        customer_id: str,
+        params: CustomerCreateBalanceTransactionParams,
+        *,
+        idempotency_key: str,
+        fields: Fields | None = None,
+    ) -> stripe.CustomerBalanceTransaction:
+        return await self._call(
+            self.v1.customers.balance_transactions.create_async(
+                customer_id, params, {"idempotency_key": idempotency_key}
+            ),
+            fields,
+        )
+
+    # --- coupons and promotion codes -----------------------------------------------------------
+
+    async def create_coupon(
+        self, params: CouponCreateParams, *, idempotency_key: str, fields: Fields | None = None
+    ) -> stripe.Coupon:
+        return await self._call(self.v1.coupons.create_async(params, {"idempotency_key": idempotency_key}), fields)
+
+    async def create_promotion_code(
+        self, params: PromotionCodeCreateParams, *, idempotency_key: str, fields: Fields | None = None
+    ) -> stripe.PromotionCode:
+        return await self._call(
+            self.v1.promotion_codes.create_async(params, {"idempotency_key": idempotency_key}), fields
+        )
+
+    async def find_promotion_code(self, code: str) -> stripe.PromotionCode | None:
+        """The active promotion code with this customer-facing code, if any."""
+        page = await self._call(self.v1.promotion_codes.list_async({"code": code, "active": True, "limit": 1}), None)
+        return page.data[0] if page.data else None

@@ -2,11 +2,18 @@
 without importing `stripe` themselves (api/stripe/ is the only package that does)."""
 
 from stripe.params import (
+    CouponCreateParams,
+    CustomerCreateBalanceTransactionParams,
     CustomerCreateParams,
     CustomerUpdateParams,
+    InvoiceCreateParams,
     InvoiceCreatePreviewParams,
+    InvoiceItemCreateParams,
+    InvoicePayParams,
     PriceCreateParams,
     ProductCreateParams,
+    PromotionCodeCreateParams,
+    RefundCreateParams,
     SubscriptionCancelParams,
     SubscriptionCreateParams,
     SubscriptionResumeParams,
@@ -17,13 +24,20 @@ from stripe.params._invoice_create_preview_params import InvoiceCreatePreviewPar
 from stripe.params._subscription_update_params import SubscriptionUpdateParamsItem
 
 __all__ = [
+    "CouponCreateParams",
+    "CustomerCreateBalanceTransactionParams",
     "CustomerCreateParams",
     "CustomerCreateParamsAddress",
     "CustomerUpdateParams",
+    "InvoiceCreateParams",
     "InvoiceCreatePreviewParams",
     "InvoiceCreatePreviewParamsSubscriptionDetailsItem",
+    "InvoiceItemCreateParams",
+    "InvoicePayParams",
     "PriceCreateParams",
     "ProductCreateParams",
+    "PromotionCodeCreateParams",
+    "RefundCreateParams",
     "SubscriptionCancelParams",
     "SubscriptionCreateParams",
     "SubscriptionResumeParams",

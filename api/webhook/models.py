@@ -35,6 +35,8 @@ class WebhookEvent(UUIDPrimaryKey, Base):
         DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # when a failed event is retried next (null: not scheduled — processed, or out of attempts)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_webhook_event_received_at_id", "received_at", "id"),

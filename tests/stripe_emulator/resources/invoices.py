@@ -914,6 +914,15 @@ def create_invoice_item(ctx: Ctx) -> dict[str, Any]:
         price = inline_price(state, params["price_data"], "price_data", recurring=False)
         amount = price["unit_amount"] * quantity
         currency = price["currency"]
+    elif params.get("unit_amount_decimal") is not None:
+        if "amount" in params:
+            raise invalid(
+                "You may only specify one of these parameters: amount, unit_amount_decimal.",
+                param="unit_amount_decimal",
+            )
+        # unit price (in minor units, decimals allowed) x quantity, rounded half up as Stripe does
+        amount = int((params["unit_amount_decimal"] * quantity).quantize(1, rounding="ROUND_HALF_UP"))
+        currency = check_currency(require(params, "currency"))
     else:
         if "amount" not in params:
             raise invalid("Missing required param: amount.", param="amount", code="parameter_missing")
