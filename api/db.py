@@ -53,6 +53,14 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def make_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for single-statement reads (GraphQL queries, DataLoaders): autocommit, so a read
+    costs one round trip instead of BEGIN, the statement and ROLLBACK. Never for writes."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, autoflush=False
+    )
+
+
 def sync_url(database_url: str) -> str:
     """The same URL for tools that speak libpq syntax (asyncpg.connect, psql)."""
     return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)

@@ -7,6 +7,7 @@ from api.customer.models import Customer
 from api.db import Base
 from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
+from api.reconciliation.models import Discrepancy, ReconciliationRun
 from api.subscription.models import Subscription, SubscriptionItem
 from api.usage.models import Meter, UsageEvent
 from api.webhook.models import WebhookEvent
@@ -16,6 +17,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Customer",
+    "Discrepancy",
     "Invoice",
     "InvoiceLine",
     "Meter",
@@ -23,6 +25,7 @@ __all__ = [
     "Payment",
     "Price",
     "Product",
+    "ReconciliationRun",
     "Refund",
     "SecurityEvent",
     "StaffMember",

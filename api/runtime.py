@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenVerifier
-from api.db import make_engine, make_session_factory
+from api.db import make_engine, make_read_session_factory, make_session_factory
 from api.settings import Settings
 from api.stripe.gateway import StripeGateway
 
@@ -22,6 +22,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    read_session_factory: async_sessionmaker[AsyncSession]
     redis: Redis
     verifier: TokenVerifier
     stripe: StripeGateway
@@ -48,6 +49,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             session_factory=make_session_factory(engine),
+            read_session_factory=make_read_session_factory(engine),
             redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2),
             verifier=TokenVerifier(settings),
             stripe=StripeGateway(settings),

@@ -38,11 +38,13 @@ class LedgerlineGraphQL(GraphQL[Context, None]):
             principal=principal,
             settings=self.runtime.settings,
             session_factory=self.runtime.session_factory,
-            loaders=Loaders(self.runtime.session_factory),
+            read_session_factory=self.runtime.read_session_factory,
+            loaders=Loaders(self.runtime.read_session_factory),
             request_id=state.get("request_id", ""),
             stripe=self.runtime.stripe,
             client_ip=client.host if client else None,
             user_agent=request.headers.get("user-agent"),
+            arq=self.runtime.arq,
         )
 
 

@@ -26,11 +26,11 @@ async def paginate(
 ) -> Connection[NodeT]:
     settings = info.context.settings
     page = page_args(first, after, default=settings.default_page_size, maximum=settings.max_page_size)
-    async with info.context.session() as session:
+    async with info.context.read_session() as session:
         result = await fetch(session, page)
 
     async def total() -> int:
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return await count(session)
 
     return to_connection(result, convert, total)

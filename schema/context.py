@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from arq import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
@@ -23,11 +25,14 @@ class Context:
     principal: Principal
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
+    read_session_factory: async_sessionmaker[AsyncSession]
     loaders: Loaders
     request_id: str
     stripe: StripeGateway
     client_ip: str | None = None
     user_agent: str | None = None
+    # the arq pool, for jobs a mutation enqueues after its commit (None: no queue here)
+    arq: Callable[[], Awaitable[ArqRedis]] | None = None
     capabilities: frozenset[Capability] = field(default_factory=frozenset)
     # what this request was refused (recorded as security events after the operation)
     denials: set[tuple[Capability, str]] = field(default_factory=set)
@@ -40,8 +45,13 @@ class Context:
         return Actor.of(self.principal, request_id=self.request_id, ip=self.client_ip, user_agent=self.user_agent)
 
     def session(self) -> AsyncSession:
-        """A short session of its own: sibling resolvers run concurrently and must not share one."""
+        """A short session of its own, for a mutation's transaction (sibling resolvers run
+        concurrently and must not share one)."""
         return self.session_factory()
+
+    def read_session(self) -> AsyncSession:
+        """A short autocommit session for a query's reads (one round trip per statement)."""
+        return self.read_session_factory()
 
 
 Info = StrawberryInfo[Context, None]

@@ -12,7 +12,7 @@ from typing import Annotated, Generic, TypeVar
 import strawberry
 
 from api.common.daterange import DateRange, DateRangePreset, make_range
-from api.common.money import MoneyAmount, minor_to_decimal
+from api.common.money import MoneyAmount, format_minor
 from api.common.pagination import Page, PageArgs, check_first
 from api.errors import Invalid
 
@@ -27,7 +27,7 @@ class Money:
 
     @classmethod
     def of(cls, minor_units: int, currency: str) -> Money:
-        return cls(amount=str(minor_to_decimal(minor_units, currency)), minor_units=minor_units, currency=currency)
+        return cls(amount=format_minor(minor_units, currency), minor_units=minor_units, currency=currency)
 
 
 @strawberry.input(description="A time range: `from` (inclusive) and `to` (exclusive), or a `preset`.")

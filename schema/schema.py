@@ -31,6 +31,8 @@ from schema.errors import ErrorPolicy
 from schema.invoice.mutations import InvoiceMutations
 from schema.invoice.queries import InvoiceQueries
 from schema.permissions import field_capability
+from schema.reconciliation.mutations import ReconciliationMutations
+from schema.reconciliation.queries import ReconciliationQueries
 from schema.security import RecordDenials
 from schema.subscription.mutations import SubscriptionChangeQueries, SubscriptionMutations
 from schema.subscription.queries import SubscriptionQueries
@@ -52,6 +54,7 @@ Query = merge_types(
         UsageQueries,
         AuditQueries,
         WebhookQueries,
+        ReconciliationQueries,
     ),
 )
 
@@ -65,6 +68,7 @@ Mutation = merge_types(
         WebhookMutations,
         InvoiceMutations,
         CouponMutations,
+        ReconciliationMutations,
     ),
 )
 

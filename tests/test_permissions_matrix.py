@@ -26,6 +26,7 @@ from api.auth.models import ApiKey, StaffMember
 from api.auth.permissions import MATRIX, Capability, required_roles, required_scopes
 from api.auth.roles import Role, Scope
 from api.db import make_engine, make_session_factory
+from api.reconciliation.models import ReconciliationRun, ReconciliationScope, ReconciliationStatus
 from api.settings import Settings
 from api.webhook.models import WebhookEvent, WebhookStatus
 from schema.permissions import field_capability
@@ -84,6 +85,10 @@ ARGUMENTS: dict[str, str] = {
     "Mutation.createCoupon": '(input: {name: "Probe", duration: ONCE, percentOff: 5})',
     "Mutation.createPromotionCode": '(input: {coupon: "{coupon}", code: "{promotion_code}"})',
     "Mutation.applyCoupon": '(input: {subscription: "{stripe_subscription}", coupon: "{coupon}"})',
+    # reconciliation: one customer compared synchronously against the emulator; a completed run
+    "Mutation.reconcile": '(input: {customer: "{billing_customer}"})',
+    "Mutation.resolveDiscrepancies": '(input: {run: "{reconciliation_run}", apply: true})',
+    "Mutation.resyncCustomer": '(input: {customer: "{billing_customer}"})',
 }
 
 
@@ -199,6 +204,10 @@ async def dataset(matrix_db: str) -> dict[str, str]:
             stripe_created_at=BASE_TIME,
         )
         session.add(webhook_event)
+        reconciliation_run = ReconciliationRun(
+            scope=ReconciliationScope.ALL, status=ReconciliationStatus.COMPLETED, requested_by="owner@test"
+        )
+        session.add(reconciliation_run)
         await session.flush()
     await engine.dispose()
 
@@ -211,6 +220,7 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         "invoice": gid("Invoice", invoice.id),
         "price": gid("Price", price.id),
         "webhook_event": gid("WebhookEvent", webhook_event.id),
+        "reconciliation_run": gid("ReconciliationRun", reconciliation_run.id),
     }
 
 

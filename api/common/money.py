@@ -43,6 +43,15 @@ def minor_to_decimal(minor_units: int, currency: str) -> Decimal:
     return Decimal(minor_units).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
 
 
+def format_minor(minor_units: int, currency: str) -> str:
+    """The decimal string of an amount ("12.50"), with integer arithmetic only (hot path)."""
+    exponent = currency_exponent(currency)
+    if exponent == 0:
+        return str(minor_units)
+    whole, fraction = divmod(abs(minor_units), 10**exponent)
+    return f"{'-' if minor_units < 0 else ''}{whole}.{fraction:0{exponent}d}"
+
+
 def decimal_to_minor(amount: Decimal, currency: str) -> int:
     return int((amount * (10 ** currency_exponent(currency))).to_integral_exact())
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, func, select, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import ColumnElement, Uuid, cast, func, select, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from api.common.batch import load_by_ids, load_grouped
 from api.common.daterange import DateRange
@@ -61,6 +61,45 @@ async def invoices_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> di
     return await load_by_ids(session, Invoice, ids)
 
 
+async def _newest_invoices(
+    session: AsyncSession,
+    customer_ids: Sequence[uuid.UUID],
+    statuses: Sequence[InvoiceStatus],
+    after: str | None,
+    limit: int,
+) -> dict[uuid.UUID, list[Invoice]]:
+    """Each customer's `limit` newest invoices, in one statement.
+
+    A LATERAL top-N per customer walks ix_invoice_customer_id_created_at and stops after `limit`
+    rows, whatever the customer's history (a window over all of their invoices, or DISTINCT ON,
+    made PostgreSQL scan the whole table)."""
+    customers = func.unnest(cast(array(list(dict.fromkeys(customer_ids)), type_=Uuid), ARRAY(Uuid)))
+    customer = customers.table_valued("id").render_derived(name="c")
+    conditions: list[ColumnElement[bool]] = [Invoice.customer_id == customer.c.id]
+    if statuses:
+        conditions.append(Invoice.status.in_(statuses))
+    if after is not None:
+        value, ident = decode_cursor(after, SORT_KEY.kind)
+        conditions.append(tuple_(Invoice.created_at, Invoice.id) < (value, ident))
+    newest = (
+        select(Invoice)
+        .where(*conditions)
+        .order_by(Invoice.created_at.desc(), Invoice.id.desc())
+        .limit(limit)
+        .lateral("newest")
+    )
+    stmt = (
+        select(newest)
+        .select_from(customer)
+        .join(newest, true())
+        .order_by(newest.c.customer_id, newest.c.created_at.desc(), newest.c.id.desc())
+    )
+    grouped: dict[uuid.UUID, list[Invoice]] = defaultdict(list)
+    for row in (await session.execute(stmt)).all():
+        grouped[row.customer_id].append(typing.cast(Invoice, row))  # a read-only row, see api.common.batch
+    return grouped
+
+
 async def invoice_pages_for_customers(
     session: AsyncSession,
     customer_ids: Sequence[uuid.UUID],
@@ -68,25 +107,7 @@ async def invoice_pages_for_customers(
     page: PageArgs,
 ) -> dict[uuid.UUID, Page[Invoice]]:
     """The first page of each customer's invoices (newest first), in one statement."""
-    conditions: list[ColumnElement[bool]] = [Invoice.customer_id.in_(set(customer_ids))]
-    if statuses:
-        conditions.append(Invoice.status.in_(statuses))
-    if page.after is not None:
-        value, ident = decode_cursor(page.after, SORT_KEY.kind)
-        conditions.append(tuple_(Invoice.created_at, Invoice.id) < (value, ident))
-    row_number = (
-        func.row_number()
-        .over(partition_by=Invoice.customer_id, order_by=(Invoice.created_at.desc(), Invoice.id.desc()))
-        .label("row_number")
-    )
-    ranked = select(Invoice, row_number).where(*conditions).subquery()
-    invoice = aliased(Invoice, ranked)
-    stmt = (
-        select(invoice).where(ranked.c.row_number <= page.first + 1).order_by(ranked.c.customer_id, ranked.c.row_number)
-    )
-    grouped: dict[uuid.UUID, list[Invoice]] = defaultdict(list)
-    for row in (await session.execute(stmt)).scalars():
-        grouped[row.customer_id].append(row)
+    grouped = await _newest_invoices(session, customer_ids, statuses, page.after, page.first + 1)
     return {
         cid: make_page(grouped.get(cid, []), SORT_KEY, page, lambda i: i.created_at, lambda i: i.id)
         for cid in customer_ids
@@ -96,13 +117,8 @@ async def invoice_pages_for_customers(
 async def latest_invoice_by_customer_ids(
     session: AsyncSession, customer_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, Invoice]:
-    stmt = (
-        select(Invoice)
-        .where(Invoice.customer_id.in_(set(customer_ids)))
-        .ext(distinct_on(Invoice.customer_id))
-        .order_by(Invoice.customer_id, Invoice.created_at.desc(), Invoice.id.desc())
-    )
-    return {row.customer_id: row for row in (await session.execute(stmt)).scalars()}
+    grouped = await _newest_invoices(session, customer_ids, (), None, 1)
+    return {cid: rows[0] for cid, rows in grouped.items()}
 
 
 async def lines_by_invoice_ids(

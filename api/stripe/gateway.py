@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import stripe
 from stripe.params import (
+    ChargeListParams,
     CouponCreateParams,
     CustomerCreateBalanceTransactionParams,
     CustomerCreateParams,
@@ -19,6 +20,8 @@ from stripe.params import (
     InvoiceCreateParams,
     InvoiceCreatePreviewParams,
     InvoiceItemCreateParams,
+    InvoiceListParams,
+    InvoicePaymentListParams,
     InvoicePayParams,
     PaymentMethodAttachParams,
     PriceCreateParams,
@@ -27,6 +30,7 @@ from stripe.params import (
     RefundCreateParams,
     SubscriptionCancelParams,
     SubscriptionCreateParams,
+    SubscriptionListParams,
     SubscriptionResumeParams,
     SubscriptionRetrieveParams,
     SubscriptionUpdateParams,
@@ -37,6 +41,7 @@ from api.settings import Settings
 from api.stripe.errors import translate
 
 T = TypeVar("T")
+S = TypeVar("S", bound=stripe.StripeObject)
 Fields = Mapping[str, str]
 
 LOCAL_TEST_KEY = "sk_test_ledgerline_local"  # any sk_test_ key works with the local emulator
@@ -271,3 +276,66 @@ class StripeGateway:
         """The active promotion code with this customer-facing code, if any."""
         page = await self._call(self.v1.promotion_codes.list_async({"code": code, "active": True, "limit": 1}), None)
         return page.data[0] if page.data else None
+
+    # --- reconciliation reads (every page: auto-pagination with limit / starting_after) ----------
+
+    @staticmethod
+    async def _every(request: Awaitable[stripe.ListObject[S]]) -> list[S]:
+        page = await StripeGateway._call(request, None)
+        found: list[S] = []
+        try:
+            async for item in page.auto_paging_iter():
+                found.append(item)
+        except stripe.StripeError as exc:
+            raise translate(exc, None) from exc
+        return found
+
+    @staticmethod
+    async def _unless_missing(request: Awaitable[T]) -> T | None:
+        """The object, or None when Stripe answers 404 (unknown id)."""
+        try:
+            return await request
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise translate(exc, None) from exc
+        except stripe.StripeError as exc:
+            raise translate(exc, None) from exc
+
+    async def find_customer(self, customer_id: str) -> stripe.Customer | None:
+        """None when Stripe does not know the customer or it was deleted."""
+        found = await self._unless_missing(self.v1.customers.retrieve_async(customer_id))
+        return None if found is None or getattr(found, "deleted", False) else found
+
+    async def find_subscription(self, subscription_id: str) -> stripe.Subscription | None:
+        return await self._unless_missing(self.v1.subscriptions.retrieve_async(subscription_id))
+
+    async def find_invoice(self, invoice_id: str) -> stripe.Invoice | None:
+        return await self._unless_missing(self.v1.invoices.retrieve_async(invoice_id))
+
+    async def list_customers(self) -> list[stripe.Customer]:
+        return await self._every(self.v1.customers.list_async({"limit": 100}))
+
+    async def list_subscriptions(self, customer_id: str | None = None) -> list[stripe.Subscription]:
+        params: SubscriptionListParams = {"limit": 100, "status": "all"}
+        if customer_id is not None:
+            params["customer"] = customer_id
+        return await self._every(self.v1.subscriptions.list_async(params))
+
+    async def list_invoices(self, customer_id: str | None = None) -> list[stripe.Invoice]:
+        params: InvoiceListParams = {"limit": 100}
+        if customer_id is not None:
+            params["customer"] = customer_id
+        return await self._every(self.v1.invoices.list_async(params))
+
+    async def list_paid_invoice_payments(self, invoice_id: str | None = None) -> list[stripe.InvoicePayment]:
+        params: InvoicePaymentListParams = {"limit": 100, "status": "paid"}
+        if invoice_id is not None:
+            params["invoice"] = invoice_id
+        return await self._every(self.v1.invoice_payments.list_async(params))
+
+    async def list_charges(self, customer_id: str | None = None) -> list[stripe.Charge]:
+        params: ChargeListParams = {"limit": 100}
+        if customer_id is not None:
+            params["customer"] = customer_id
+        return await self._every(self.v1.charges.list_async(params))

@@ -35,12 +35,12 @@ class SecurityEventFilterInput:
 class AccessQueries:
     @guarded(Capability.ACCESS_ADMIN, description="Staff subjects seen or managed, with overrides and revocations.")
     async def staff_members(self, info: Info) -> list[StaffMember] | None:
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return [StaffMember.from_model(m) for m in await list_staff(session)]
 
     @guarded(Capability.ACCESS_ADMIN, description="Every API key (never the secrets).")
     async def api_keys(self, info: Info) -> list[ApiKey] | None:
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return [ApiKey.from_model(k) for k in await list_api_keys(session)]
 
     @guarded(Capability.SECURITY_EVENT_READ, description="Failed logins, refused attempts, API key misuse.")

@@ -59,6 +59,7 @@ class AuditQueries:
         description="Verify the audit hash chain now (every entry; takes seconds on millions of entries).",
     )
     async def audit_chain_status(self, info: Info) -> AuditChainStatus | None:
+        # a transaction of its own: the walk streams through a server-side cursor
         async with info.context.session() as session:
             status = await verify_chain(session)
         return AuditChainStatus.from_status(status, datetime.now(UTC))

@@ -13,5 +13,5 @@ from schema.permissions import guarded
 class CatalogQueries:
     @guarded(Capability.CATALOG_READ, description="The active prices of the catalog.")
     async def prices(self, info: Info) -> list[Price] | None:
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return [Price.from_model(m) for m in await list_prices(session)]

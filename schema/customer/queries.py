@@ -57,5 +57,5 @@ class CustomerQueries:
     @guarded(Capability.CUSTOMER_READ, description="One customer by id (global id or UUID).")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
         customer_id = parse_id(id, "Customer")
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return Customer.from_model(await get_customer(session, customer_id))

@@ -85,7 +85,7 @@ class Customer(Node):
         result = await info.context.loaders.invoice_page_of_customer(statuses, page).load(self.local_id)
 
         async def count() -> int:
-            async with info.context.session() as session:
+            async with info.context.read_session() as session:
                 return await count_invoices(session, InvoiceFilter(statuses=statuses, customer_id=self.local_id))
 
         return to_connection(result, Invoice.from_model, count)

@@ -54,5 +54,5 @@ class InvoiceQueries:
     @guarded(Capability.INVOICE_READ)
     async def invoice(self, info: Info, id: strawberry.ID) -> Invoice | None:
         invoice_id = parse_id(id, "Invoice")
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return Invoice.from_model(await get_invoice(session, invoice_id))

@@ -91,12 +91,6 @@ class Invoice(Node):
     number: str | None
     status: InvoiceStatusEnum  # type: ignore[valid-type]
     currency: str
-    subtotal: Money
-    total: Money
-    amount_due: Money
-    amount_paid: Money
-    amount_remaining: Money
-    amount_refunded: Money
     hosted_invoice_url: str | None
     invoice_pdf_url: str | None
     due_date: datetime | None
@@ -112,6 +106,33 @@ class Invoice(Node):
     local_id: strawberry.Private[uuid.UUID]
     customer_id: strawberry.Private[uuid.UUID]
     subscription_id: strawberry.Private[uuid.UUID | None]
+    # subtotal, total, due, paid, remaining, refunded in minor units: Money objects are built only
+    # for the amounts a query selects (a page of invoices otherwise builds six each)
+    amounts: strawberry.Private[tuple[int, int, int, int, int, int]]
+
+    @strawberry.field
+    def subtotal(self) -> Money:
+        return Money.of(self.amounts[0], self.currency)
+
+    @strawberry.field
+    def total(self) -> Money:
+        return Money.of(self.amounts[1], self.currency)
+
+    @strawberry.field
+    def amount_due(self) -> Money:
+        return Money.of(self.amounts[2], self.currency)
+
+    @strawberry.field
+    def amount_paid(self) -> Money:
+        return Money.of(self.amounts[3], self.currency)
+
+    @strawberry.field
+    def amount_remaining(self) -> Money:
+        return Money.of(self.amounts[4], self.currency)
+
+    @strawberry.field
+    def amount_refunded(self) -> Money:
+        return Money.of(self.amounts[5], self.currency)
 
     @strawberry.field
     async def lines(self, info: Info) -> list[InvoiceLine]:
@@ -147,12 +168,7 @@ class Invoice(Node):
             number=m.number,
             status=m.status,
             currency=cur,
-            subtotal=Money.of(m.subtotal, cur),
-            total=Money.of(m.total, cur),
-            amount_due=Money.of(m.amount_due, cur),
-            amount_paid=Money.of(m.amount_paid, cur),
-            amount_remaining=Money.of(m.amount_remaining, cur),
-            amount_refunded=Money.of(m.amount_refunded, cur),
+            amounts=(m.subtotal, m.total, m.amount_due, m.amount_paid, m.amount_remaining, m.amount_refunded),
             hosted_invoice_url=m.hosted_invoice_url,
             invoice_pdf_url=m.invoice_pdf_url,
             due_date=m.due_date,

@@ -48,5 +48,5 @@ class SubscriptionQueries:
     @guarded(Capability.SUBSCRIPTION_READ)
     async def subscription(self, info: Info, id: strawberry.ID) -> Subscription | None:
         subscription_id = parse_id(id, "Subscription")
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return Subscription.from_model(await get_subscription(session, subscription_id))

@@ -83,7 +83,7 @@ class Subscription(Node):
             current_period_end=m.current_period_end,
             trial_end=m.trial_end,
             cancel_at_period_end=m.cancel_at_period_end,
-            paused=m.paused,
+            paused=m.pause_behavior is not None,
             pause_behavior=m.pause_behavior,
             pause_resumes_at=m.pause_resumes_at,
             canceled_at=m.canceled_at,

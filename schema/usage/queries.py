@@ -13,5 +13,5 @@ from schema.usage.types import Meter
 class UsageQueries:
     @guarded(Capability.USAGE_READ, description="Every meter usage can be recorded against.")
     async def meters(self, info: Info) -> list[Meter] | None:
-        async with info.context.session() as session:
+        async with info.context.read_session() as session:
             return [Meter.from_model(m) for m in await list_meters(session)]
