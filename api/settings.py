@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="postgresql+asyncpg://… of a real server.")
     redis_url: str | None = Field(None, description="redis://… of a real server.")
     data_dir: Path = Field(Path(".ledgerline"), description="Where embedded servers keep their data.")
-    db_pool_size: int = Field(10, description="Connections kept per API process.")
+    db_pool_size: int = Field(20, description="Connections kept per API process (as many again may open under bursts).")
 
     # Auth.
     jwt_secret: str = Field(DEV_JWT_SECRET, description="HS256 secret for locally issued tokens.")

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.auth.principal import Principal
 from api.errors import Unauthenticated
 from api.logs import configure_logging
+from api.process import tune_garbage_collector
 from api.runtime import Runtime
 from api.settings import Settings, get_settings
 from schema.context import Context
@@ -55,4 +56,6 @@ def graphql_factory(runtime: Runtime) -> ASGIApp:
 def create_asgi_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(Runtime.create(settings), graphql_factory)
+    app = create_app(Runtime.create(settings), graphql_factory)
+    tune_garbage_collector()
+    return app

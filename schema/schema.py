@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql import ASTValidationRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions.max_aliases import create_validator as alias_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types.base import StrawberryObjectDefinition
@@ -94,14 +91,19 @@ def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Sch
         mutations = Mutation.__strawberry_definition__.fields  # type: ignore[attr-defined]
         may_mutate = any(field_capability(f) in capabilities | {None} for f in mutations)
         return RoleSchema(capabilities, query=Query, mutation=Mutation if may_mutate else None)
+    # The depth and alias rules are built once: rule classes are stateless, and the validation
+    # cache is keyed by them (rules rebuilt per request made every validation a cache miss).
+    limits: list[type[ASTValidationRule]] = [
+        depth_validator(settings.max_query_depth, None),
+        alias_validator(settings.max_aliases),
+    ]
     # extensions are passed as factories: one fresh instance per request (no shared state)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+            lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
             lambda: ParserCache(maxsize=256),
             lambda: ValidationCache(maxsize=256),
             ErrorPolicy,

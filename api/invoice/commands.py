@@ -28,11 +28,12 @@ from api.auth.principal import Principal
 from api.common.money import MoneyAmount, minor_to_decimal
 from api.customer.commands import ensure_stripe_customer, get_customer_for_update
 from api.customer.models import Customer
+from api.db import utcnow
 from api.errors import Invalid, NotFound, Rejected
 from api.idempotency.service import MutationKey, previous_result, remember
 from api.invoice.models import Invoice, InvoiceStatus, Payment, PaymentStatus, Refund
 from api.stripe.gateway import StripeGateway
-from api.stripe.invoice_mirror import mirror_invoice, mirror_payments, paid_payments, refund_status
+from api.stripe.invoice_mirror import invoice_payments, mirror_invoice, mirror_payments, refund_status
 from api.stripe.params import InvoiceCreateParams, RefundCreateParams
 
 MAX_ITEMS = 100
@@ -173,7 +174,8 @@ async def _finish(
 
 
 async def _refresh(session: AsyncSession, gateway: StripeGateway, invoice: Invoice, remote: Any) -> None:
-    await mirror_invoice(session, invoice, remote, await gateway.invoice_lines(remote))
+    lines = await gateway.invoice_lines(remote)
+    await mirror_invoice(session, invoice, remote, as_of=utcnow().replace(microsecond=0), lines=lines)
 
 
 def _about_the_invoice(exc: Rejected) -> Rejected:
@@ -384,7 +386,7 @@ async def pay_invoice(
         await session.flush()
         return await _finish(session, actor, mk, invoice, before, error=_about_the_invoice(exc))
     await _refresh(session, gateway, invoice, remote)
-    await mirror_payments(session, invoice, paid_payments(await gateway.paid_invoice_payments(stripe_id)))
+    await mirror_payments(session, invoice, invoice_payments(await gateway.paid_invoice_payments(stripe_id)))
     return await _finish(session, actor, mk, invoice, before)
 
 
@@ -410,7 +412,7 @@ async def _refundable_payment(session: AsyncSession, gateway: StripeGateway, inv
     payments = list((await session.execute(stmt)).scalars())
     if not payments:
         remote = await gateway.paid_invoice_payments(_require_stripe(invoice))
-        payments = await mirror_payments(session, invoice, paid_payments(remote))
+        payments = await mirror_payments(session, invoice, invoice_payments(remote))
     usable = [p for p in payments if p.stripe_payment_intent_id or p.stripe_charge_id]
     if not usable:
         raise Invalid("Stripe has no card payment for this invoice to refund", field="invoice")

@@ -2,7 +2,7 @@
 and correct the mirror from Stripe (the source of truth for billing objects).
 
 Corrections reuse the webhook handlers (api/webhook/handlers.py), which apply a Stripe object to
-the mirror through api/stripe/mirror.py and event_mirror.py: an object is re-read from Stripe at
+the mirror through api/stripe/mirror.py and invoice_mirror.py: an object is re-read from Stripe at
 resolution time and applied as if a webhook had just delivered it, under the same per-customer
 lock webhook processing takes, so the two never interleave on one customer's rows."""
 

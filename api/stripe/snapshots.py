@@ -10,8 +10,8 @@ from typing import Any
 
 import stripe
 
-from api.stripe.event_mirror import invoice_customer_id, invoice_status
 from api.stripe.gateway import StripeGateway
+from api.stripe.invoice_mirror import invoice_customer_id, invoice_status
 from api.stripe.mirror import SUBSCRIPTION_STATUS, at, from_timestamp
 from api.subscription.models import SubscriptionStatus
 

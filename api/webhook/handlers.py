@@ -22,18 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.customer.models import Customer, CustomerStatus, CustomerTier
 from api.invoice.models import Invoice, Payment, Refund
-from api.stripe.event_mirror import (
+from api.stripe.invoice_mirror import (
     INVOICE_PROGRESS,
     charge_references,
     charge_refunds,
+    embedded_payments,
     invoice_customer_id,
     invoice_status,
-    invoice_subscription_id,
     metadata_value,
     mirror_invoice,
+    mirror_payments,
     mirror_refund,
     payment_of_refund,
     refund_references,
+    stripe_ref,
     update_amount_refunded,
 )
 from api.stripe.mirror import at, mirror_payment_method, mirror_subscription
@@ -190,7 +192,7 @@ async def subscription_changed(session: AsyncSession, data: EventData) -> Applie
             if sub is None:
                 raise NotYetKnown(f"subscription {linked} (named by {remote.id}) is not committed yet")
         else:
-            customer = await _require_customer(session, _reference(remote.customer))
+            customer = await _require_customer(session, stripe_ref(remote.customer))
             sub = Subscription(customer_id=customer.id)
             session.add(sub)
     if is_stale(sub.stripe_updated_at, created):
@@ -199,13 +201,6 @@ async def subscription_changed(session: AsyncSession, data: EventData) -> Applie
     sub.stripe_updated_at = created
     await session.flush()
     return Applied(sub.customer_id)
-
-
-def _reference(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    found = getattr(value, "id", None)
-    return found if isinstance(found, str) else None
 
 
 # --- invoices ---------------------------------------------------------------------------------------
@@ -236,13 +231,8 @@ async def invoice_changed(session: AsyncSession, data: EventData) -> Applied:
         return Applied(invoice.customer_id, stale=True)  # same second, earlier in the invoice's life
     if is_stale(invoice.stripe_updated_at, created):
         return Applied(invoice.customer_id, stale=True)
-    if invoice.subscription_id is None and (stripe_sub := invoice_subscription_id(remote)) is not None:
-        invoice.subscription_id = (
-            await session.execute(select(Subscription.id).where(Subscription.stripe_subscription_id == stripe_sub))
-        ).scalar_one_or_none()
-    await mirror_invoice(session, invoice, remote)
-    invoice.stripe_updated_at = created
-    await session.flush()
+    await mirror_invoice(session, invoice, remote, as_of=created)
+    await mirror_payments(session, invoice, embedded_payments(remote))
     return Applied(invoice.customer_id)
 
 
