@@ -444,6 +444,46 @@ async def test_invoice_payment_failed_then_paid_then_refunded_updates_the_local_
     assert local.status is InvoiceStatus.PAID and local.amount_paid == 4200
 
 
+PAY_INVOICE = """mutation($input: InvoiceActionInput!) { payInvoice(input: $input) {
+  invoice { status payments { status } } userErrors { field message code } } }"""
+
+
+async def test_a_payment_the_inbox_saw_fail_then_paid_by_pay_invoice_stays_one_row(
+    client: GraphQLClient, emulator: EmulatorHandle
+) -> None:
+    """The webhook inbox and payInvoice write payments through the same mirror: matched on the
+    PaymentIntent, the failed attempt and the successful retry are one Payment, whoever writes."""
+    created = await run(
+        client, CREATE_CUSTOMER, {"input": {"name": "Shaky", "paymentMethod": "pm_card_chargeCustomerFail"}}
+    )
+    stripe_customer = created["customer"]["stripeCustomerId"]
+    s = sdk(emulator).v1
+    await s.invoice_items.create_async({"customer": stripe_customer, "amount": 4200, "currency": "usd"})
+    invoice = await s.invoices.create_async(
+        {"customer": stripe_customer, "auto_advance": False, "pending_invoice_items_behavior": "include"}
+    )
+    assert invoice.id is not None
+    await s.invoices.finalize_invoice_async(invoice.id)
+    with pytest.raises(stripe.CardError):
+        await s.invoices.pay_async(invoice.id)
+    await deliver_and_process(client, emulator)
+    async with client.runtime.session_factory() as session:
+        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice.id))).scalar_one()
+        (failed,) = (await session.execute(select(Payment).where(Payment.invoice_id == local.id))).scalars()
+    assert failed.status is PaymentStatus.FAILED and failed.stripe_payment_intent_id is not None
+    card = await s.payment_methods.attach_async("pm_card_visa", {"customer": stripe_customer})
+    assert card.id is not None
+    await s.customers.update_async(stripe_customer, {"invoice_settings": {"default_payment_method": card.id}})
+    paid = await run(client, PAY_INVOICE, {"input": {"invoice": str(local.id)}})
+    assert paid["userErrors"] == [] and paid["invoice"]["status"] == "PAID", paid
+    assert paid["invoice"]["payments"] == [{"status": "SUCCEEDED"}]
+    await deliver_and_process(client, emulator)
+    async with client.runtime.session_factory() as session:
+        payments = list((await session.execute(select(Payment).where(Payment.invoice_id == local.id))).scalars())
+    assert [(p.id, p.status) for p in payments] == [(failed.id, PaymentStatus.SUCCEEDED)]
+    assert payments[0].amount == 4200 and payments[0].failure_code is None
+
+
 async def test_subscription_events_out_of_order_keep_the_newest_state(
     client: GraphQLClient, emulator: EmulatorHandle
 ) -> None:
