@@ -328,21 +328,7 @@ async def suspend_customer(
     customer = await get_customer_for_update(session, customer_id)
     if customer.status is CustomerStatus.SUSPENDED:
         raise Invalid("the customer is already suspended", field="customer")
-    before = customer_snapshot(customer)
-    customer.status = CustomerStatus.SUSPENDED
-    customer.suspended_reason = reason
-    await session.flush()
-    await record_audit(
-        session,
-        actor,
-        "suspendCustomer",
-        "Customer",
-        str(customer.id),
-        before=before,
-        after=customer_snapshot(customer),
-    )
-    await remember(session, mk, {"id": str(customer.id)})
-    return customer
+    return await _set_status(session, actor, mk, customer, CustomerStatus.SUSPENDED, reason)
 
 
 async def reactivate_customer(
@@ -354,18 +340,24 @@ async def reactivate_customer(
     customer = await get_customer_for_update(session, customer_id)
     if customer.status is not CustomerStatus.SUSPENDED:
         raise Invalid("the customer is not suspended", field="customer")
+    return await _set_status(session, actor, mk, customer, CustomerStatus.ACTIVE, None)
+
+
+async def _set_status(
+    session: AsyncSession,
+    actor: Actor,
+    mk: MutationKey,
+    customer: Customer,
+    status: CustomerStatus,
+    suspended_reason: str | None,
+) -> Customer:
+    """Suspension is local only (no Stripe call): change, audit under the mutation's name, remember."""
     before = customer_snapshot(customer)
-    customer.status = CustomerStatus.ACTIVE
-    customer.suspended_reason = None
+    customer.status = status
+    customer.suspended_reason = suspended_reason
     await session.flush()
     await record_audit(
-        session,
-        actor,
-        "reactivateCustomer",
-        "Customer",
-        str(customer.id),
-        before=before,
-        after=customer_snapshot(customer),
+        session, actor, mk.mutation, "Customer", str(customer.id), before=before, after=customer_snapshot(customer)
     )
     await remember(session, mk, {"id": str(customer.id)})
     return customer
