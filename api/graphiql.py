@@ -47,7 +47,8 @@ ASSET_CONTENT_TYPES: Final[dict[str, str]] = {
 # URLs carry the wheel's version (``?v=``), so a year-long immutable cache is safe.
 _CACHE_CONTROL: Final = "public, max-age=31536000, immutable"
 
-DEFAULT_HEADERS: Final[dict[str, str]] = {"Authorization": "Bearer PASTE_A_TOKEN_FROM_make_run"}
+PLACEHOLDER_TOKEN: Final = "PASTE_A_TOKEN_FROM_make_run"
+DEFAULT_HEADERS: Final[dict[str, str]] = {"Authorization": f"Bearer {PLACEHOLDER_TOKEN}"}
 
 DEFAULT_QUERY: Final = """\
 query Customers {

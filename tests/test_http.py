@@ -41,6 +41,7 @@ def signed(client: GraphQLClient, **claims: object) -> str:
         (lambda c: None, "missing Authorization header"),
         (lambda c: "Basic abc", "must be `Bearer <token>`"),
         (lambda c: "Bearer not.a.jwt", "malformed"),
+        (lambda c: "Bearer PASTE_A_TOKEN_FROM_make_run", "`make run` prints one per role"),
         (lambda c: "Bearer " + signed(c, exp=int(time.time()) - 3600), "expired"),
         (lambda c: "Bearer " + signed(c, aud="someone-else"), "audience"),
         (lambda c: "Bearer " + signed(c, iss="evil"), "issuer"),

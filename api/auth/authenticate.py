@@ -9,6 +9,7 @@ from api.auth.principal import Principal
 from api.auth.staff import apply_staff_policy
 from api.auth.tokens import TokenVerifier
 from api.errors import Unauthenticated
+from api.graphiql import PLACEHOLDER_TOKEN
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -17,7 +18,13 @@ def bearer_token(authorization: str | None) -> str:
     scheme, _, credentials = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         raise Unauthenticated("Authorization header must be `Bearer <token>`")
-    return credentials.strip()
+    token = credentials.strip()
+    if token == PLACEHOLDER_TOKEN:
+        raise Unauthenticated(
+            "replace the placeholder with a token: `make run` prints one per role, "
+            "or run `ledgerline token --role owner`"
+        )
+    return token
 
 
 async def authenticate(
