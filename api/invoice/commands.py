@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -288,64 +289,87 @@ async def _start(
     return mk, None, invoice, invoice_snapshot(invoice)
 
 
+async def _transition(
+    session: AsyncSession,
+    actor: Actor,
+    invoice_id: uuid.UUID,
+    idempotency_key: str | None,
+    *,
+    action: str,
+    allowed: tuple[InvoiceStatus, ...],
+    refusal: str,
+    call: Callable[[str, str], Awaitable[Any]],
+    step: str,
+    gateway: StripeGateway,
+) -> InvoiceOutcome:
+    """A status change Stripe performs: check the local status, call Stripe, mirror, audit."""
+    mk, replay, invoice, before = await _start(session, actor, action, invoice_id, idempotency_key)
+    if replay is not None:
+        return replay
+    assert invoice is not None
+    stripe_id = _require_stripe(invoice)
+    if invoice.status not in allowed:
+        raise Invalid(f"{refusal} (this one is {invoice.status.value})", field="invoice")
+    try:
+        remote = await call(stripe_id, mk.stripe_key(step))
+    except Rejected as exc:
+        raise _about_the_invoice(exc) from exc
+    await _refresh(session, gateway, invoice, remote)
+    return await _finish(session, actor, mk, invoice, before)
+
+
 async def finalize_invoice(
     session: AsyncSession, actor: Actor, gateway: StripeGateway, invoice_id: uuid.UUID, idempotency_key: str | None
 ) -> InvoiceOutcome:
     """Draft → open: Stripe numbers it, applies the customer's credit balance, gives it a hosted
     page and a PDF."""
-    mk, replay, invoice, before = await _start(session, actor, "finalizeInvoice", invoice_id, idempotency_key)
-    if replay is not None:
-        return replay
-    assert invoice is not None
-    stripe_id = _require_stripe(invoice)
-    if invoice.status is not InvoiceStatus.DRAFT:
-        raise Invalid(f"only a draft invoice can be finalized (this one is {invoice.status.value})", field="invoice")
-    try:
-        remote = await gateway.finalize_invoice(stripe_id, idempotency_key=mk.stripe_key("finalize"))
-    except Rejected as exc:
-        raise _about_the_invoice(exc) from exc
-    await _refresh(session, gateway, invoice, remote)
-    return await _finish(session, actor, mk, invoice, before)
+    return await _transition(
+        session,
+        actor,
+        invoice_id,
+        idempotency_key,
+        action="finalizeInvoice",
+        allowed=(InvoiceStatus.DRAFT,),
+        refusal="only a draft invoice can be finalized",
+        call=lambda stripe_id, key: gateway.finalize_invoice(stripe_id, idempotency_key=key),
+        step="finalize",
+        gateway=gateway,
+    )
 
 
 async def send_invoice(
     session: AsyncSession, actor: Actor, gateway: StripeGateway, invoice_id: uuid.UUID, idempotency_key: str | None
 ) -> InvoiceOutcome:
     """Email a SEND_INVOICE invoice to the customer (a draft is finalized first, as Stripe does)."""
-    mk, replay, invoice, before = await _start(session, actor, "sendInvoice", invoice_id, idempotency_key)
-    if replay is not None:
-        return replay
-    assert invoice is not None
-    stripe_id = _require_stripe(invoice)
-    if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.OPEN):
-        raise Invalid(f"only a draft or open invoice can be sent (this one is {invoice.status.value})", field="invoice")
-    try:
-        remote = await gateway.send_invoice(stripe_id, idempotency_key=mk.stripe_key("send"))
-    except Rejected as exc:
-        raise _about_the_invoice(exc) from exc
-    await _refresh(session, gateway, invoice, remote)
-    return await _finish(session, actor, mk, invoice, before)
+    return await _transition(
+        session,
+        actor,
+        invoice_id,
+        idempotency_key,
+        action="sendInvoice",
+        allowed=(InvoiceStatus.DRAFT, InvoiceStatus.OPEN),
+        refusal="only a draft or open invoice can be sent",
+        call=lambda stripe_id, key: gateway.send_invoice(stripe_id, idempotency_key=key),
+        step="send",
+        gateway=gateway,
+    )
 
 
 async def void_invoice(
     session: AsyncSession, actor: Actor, gateway: StripeGateway, invoice_id: uuid.UUID, idempotency_key: str | None
 ) -> InvoiceOutcome:
-    mk, replay, invoice, before = await _start(session, actor, "voidInvoice", invoice_id, idempotency_key)
-    if replay is not None:
-        return replay
-    assert invoice is not None
-    stripe_id = _require_stripe(invoice)
-    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
-        raise Invalid(
-            f"only an open or uncollectible invoice can be voided (this one is {invoice.status.value})",
-            field="invoice",
-        )
-    try:
-        remote = await gateway.void_invoice(stripe_id, idempotency_key=mk.stripe_key("void"))
-    except Rejected as exc:
-        raise _about_the_invoice(exc) from exc
-    await _refresh(session, gateway, invoice, remote)
-    return await _finish(session, actor, mk, invoice, before)
+    return await _transition(
+        session,
+        actor,
+        invoice_id,
+        idempotency_key,
+        action="voidInvoice",
+        allowed=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
+        refusal="only an open or uncollectible invoice can be voided",
+        call=lambda stripe_id, key: gateway.void_invoice(stripe_id, idempotency_key=key),
+        step="void",
+        gateway=gateway,
+    )
 
 
 async def pay_invoice(
