@@ -1,5 +1,6 @@
 """Imports every domain's models so that Base.metadata is complete (Alembic, tests)."""
 
+from api.alert.models import Alert
 from api.audit.models import AuditEntry
 from api.auth.models import ApiKey, SecurityEvent, StaffMember
 from api.catalog.models import Price, Product
@@ -13,6 +14,7 @@ from api.usage.models import Meter, UsageEvent
 from api.webhook.models import WebhookEvent
 
 __all__ = [
+    "Alert",
     "ApiKey",
     "AuditEntry",
     "Base",

@@ -19,6 +19,7 @@ from api.auth.roles import Role
 from api.settings import Settings
 from schema.access.mutations import AccessMutations
 from schema.access.queries import AccessQueries
+from schema.alert.queries import AlertQueries
 from schema.audit.queries import AuditQueries
 from schema.catalog.queries import CatalogQueries
 from schema.coupon.mutations import CouponMutations
@@ -52,6 +53,7 @@ Query = merge_types(
         AuditQueries,
         WebhookQueries,
         ReconciliationQueries,
+        AlertQueries,
     ),
 )
 

@@ -48,7 +48,9 @@ class Capability(enum.StrEnum):
     GDPR_EXPORT = "gdpr:export"
     GDPR_ERASE = "gdpr:erase"
     DATA_EXPORT = "data:export"  # CSV/JSON exports of what the role can read
-    USAGE_WRITE = "usage:write"  # record usage events, manage meters
+    USAGE_WRITE = "usage:write"  # record usage events
+    CATALOG_MANAGE = "catalog:manage"  # meters and quotas: what is billed and how much is allowed
+    DUNNING_POLICY_MANAGE = "dunning_policy:manage"  # the steps taken after a failed payment
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ MATRIX: dict[Capability, Rule] = {
     Capability.GDPR_ERASE:          _rule([OWNER]),
     Capability.DATA_EXPORT:         _rule(EVERY_ROLE),
     Capability.USAGE_WRITE:         _rule([OWNER], [Scope.USAGE_WRITE]),
+    Capability.CATALOG_MANAGE:      _rule([OWNER, FINANCE]),  # pricing decisions, like coupons
+    Capability.DUNNING_POLICY_MANAGE: _rule([OWNER, FINANCE]),
 }
 # fmt: on
 

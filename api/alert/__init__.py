@@ -1,0 +1,1 @@
+"""Alerts: things staff should look at (failed payments, trials ending, quota thresholds ...)."""

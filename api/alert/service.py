@@ -1,0 +1,95 @@
+"""Raising and listing alerts. Who sees an alert follows what it is about: a quota alert is
+usage, a failed payment is an invoice, a webhook failure is the webhook log."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.alert.models import Alert, AlertKind, AlertSeverity, AlertStatus
+from api.auth.permissions import Capability
+from api.common.daterange import DateRange
+from api.common.pagination import Page, PageArgs, SortKey
+from api.common.queries import count_where, fetch_page
+
+SORT_KEY = SortKey("alert:CREATED_AT_DESC", Alert.created_at, Alert.id, True)
+
+# the read capability an alert of each kind needs: seeing the alert must not reveal more than
+# the data it is about
+KIND_CAPABILITY: dict[AlertKind, Capability] = {
+    AlertKind.PAYMENT_FAILED: Capability.INVOICE_READ,
+    AlertKind.TRIAL_ENDING: Capability.SUBSCRIPTION_READ,
+    AlertKind.QUOTA_THRESHOLD: Capability.USAGE_READ,
+    AlertKind.CHURN_RISK: Capability.CUSTOMER_READ,
+    AlertKind.WEBHOOK_FAILURE: Capability.WEBHOOK_LOG_READ,
+}
+assert set(KIND_CAPABILITY) == set(AlertKind), "every alert kind needs a read capability"
+
+
+def visible_kinds(capabilities: frozenset[Capability]) -> frozenset[AlertKind]:
+    return frozenset(kind for kind, capability in KIND_CAPABILITY.items() if capability in capabilities)
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    kind: AlertKind
+    severity: AlertSeverity
+    message: str
+    dedup_key: str
+    customer_id: uuid.UUID | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def raise_alert(session: AsyncSession, alert: NewAlert) -> Alert | None:
+    """Stores the alert unless one with the same `dedup_key` exists; returns it when new. Safe
+    under concurrency: the database decides (unique key, ON CONFLICT DO NOTHING)."""
+    stmt = (
+        insert(Alert)
+        .values(
+            id=uuid.uuid4(),
+            kind=alert.kind,
+            severity=alert.severity,
+            status=AlertStatus.OPEN,
+            customer_id=alert.customer_id,
+            message=alert.message,
+            details=alert.details,
+            dedup_key=alert.dedup_key,
+        )
+        .on_conflict_do_nothing(index_elements=[Alert.dedup_key])
+        .returning(Alert.id)
+    )
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    return await session.get(Alert, new_id) if new_id is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    kinds: tuple[AlertKind, ...] = ()
+    statuses: tuple[AlertStatus, ...] = ()
+    customer_id: uuid.UUID | None = None
+    created: DateRange = field(default_factory=DateRange)
+
+
+def _conditions(flt: AlertFilter, visible: frozenset[AlertKind]) -> list[ColumnElement[bool]]:
+    kinds = [k for k in (flt.kinds or tuple(AlertKind)) if k in visible]
+    conditions = [flt.created.clause(Alert.created_at), Alert.kind.in_(kinds) if kinds else false()]
+    if flt.statuses:
+        conditions.append(Alert.status.in_(flt.statuses))
+    if flt.customer_id is not None:
+        conditions.append(Alert.customer_id == flt.customer_id)
+    return conditions
+
+
+async def list_alerts(
+    session: AsyncSession, flt: AlertFilter, visible: frozenset[AlertKind], page: PageArgs
+) -> Page[Alert]:
+    return await fetch_page(session, select(Alert).where(*_conditions(flt, visible)), SORT_KEY, page)
+
+
+async def count_alerts(session: AsyncSession, flt: AlertFilter, visible: frozenset[AlertKind]) -> int:
+    return await count_where(session, Alert, _conditions(flt, visible))
