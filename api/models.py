@@ -10,7 +10,7 @@ from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from api.reconciliation.models import Discrepancy, ReconciliationRun
 from api.subscription.models import Subscription, SubscriptionItem
-from api.usage.models import Meter, UsageEvent
+from api.usage.models import Meter, UsageBucket, UsageBucketValue, UsageEvent, UsageQuota, UsageRollupState
 from api.webhook.models import WebhookEvent
 
 __all__ = [
@@ -33,6 +33,10 @@ __all__ = [
     "StaffMember",
     "Subscription",
     "SubscriptionItem",
+    "UsageBucket",
+    "UsageBucketValue",
     "UsageEvent",
+    "UsageQuota",
+    "UsageRollupState",
     "WebhookEvent",
 ]

@@ -6,7 +6,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Numeric, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,4 +68,97 @@ class UsageEvent(Base):
     __table_args__ = (
         UniqueConstraint("customer_id", "idempotency_key", name="uq_usage_event_customer_id_idempotency_key"),
         Index("ix_usage_event_customer_id_meter_id_occurred_at", "customer_id", "meter_id", "occurred_at"),
+    )
+
+
+class QuotaKind(enum.StrEnum):
+    SOFT = "SOFT"  # alerts at 80% and 100%; events keep being accepted
+    HARD = "HARD"  # alerts too, and ingest rejects what would go over (QUOTA_EXCEEDED)
+
+
+class UsageQuota(UUIDPrimaryKey, Timestamps, Base):
+    """How much of a meter a price's plan includes per billing period."""
+
+    __tablename__ = "usage_quota"
+
+    price_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("price.id"), nullable=False)
+    meter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("meter.id"), nullable=False)
+    quota_limit: Mapped[Decimal] = mapped_column(Numeric(20, 6), nullable=False)
+    kind: Mapped[QuotaKind] = mapped_column(enum_column(QuotaKind, "quota_kind"), nullable=False)
+
+    __table_args__ = (UniqueConstraint("price_id", "meter_id", name="uq_usage_quota_price_id_meter_id"),)
+
+
+class ReportStatus(enum.StrEnum):
+    PENDING = "PENDING"  # to be sent to Stripe once its hour has closed
+    REPORTED = "REPORTED"  # Stripe has the bucket's current value
+    FAILED = "FAILED"  # the last attempt failed (see report_error); retried at next_report_at
+    NOT_BILLED = "NOT_BILLED"  # no metered subscription of the customer bills this meter
+
+
+class UsageBucket(Base):
+    """One hour of one customer's usage of one meter, aggregated with the meter's aggregation.
+    Written only by the roll-up; `value` for UNIQUE_COUNT is the number of rows in
+    usage_bucket_value for the same key."""
+
+    __tablename__ = "usage_bucket"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    meter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("meter.id"), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    aggregation: Mapped[MeterAggregation] = mapped_column(
+        enum_column(MeterAggregation, "meter_aggregation"), nullable=False
+    )
+    value: Mapped[Decimal] = mapped_column(Numeric(20, 6), nullable=False)
+    event_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # the newest event (LATEST takes its value; ties on time go to the later-received event)
+    latest_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    latest_event_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+    report_status: Mapped[ReportStatus] = mapped_column(
+        enum_column(ReportStatus, "usage_report_status"), nullable=False, server_default=ReportStatus.PENDING.value
+    )
+    # what Stripe holds for this bucket, and how many meter events were sent for it (the next
+    # event's identifier carries the revision, so a retry of the same revision never bills twice)
+    reported_value: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
+    report_revision: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    report_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    report_error: Mapped[str | None] = mapped_column(Text)
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_report_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_usage_bucket_meter_id_bucket_start", "meter_id", "bucket_start"),
+        Index(
+            "ix_usage_bucket_report_due",
+            "report_status",
+            "bucket_start",
+            postgresql_where=text("report_status IN ('PENDING', 'FAILED')"),
+        ),
+    )
+
+
+class UsageBucketValue(Base):
+    """The distinct values of a UNIQUE_COUNT meter's `uniqueProperty` seen in one bucket."""
+
+    __tablename__ = "usage_bucket_value"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    meter_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class UsageRollupState(Base):
+    """The roll-up watermark: every usage event with id ≤ last_event_id is in the buckets.
+    Advanced in the same transaction as the buckets it covers."""
+
+    __tablename__ = "usage_rollup_state"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 3a41c0de5b77
 Revises: 0ff0c2149768
-Create Date: 2026-11-22 01:30:00+00:00
+Create Date: 2026-11-22 01:15:00+00:00
 """
 
 from __future__ import annotations
