@@ -29,6 +29,7 @@ from api.graphiql import graphiql_asset_routes, graphiql_html
 from api.logs import request_id_var
 from api.metrics import Metrics
 from api.runtime import Runtime
+from api.usage.http import usage_ingest_route
 from api.webhook.receive import stripe_webhook_route
 
 log = logging.getLogger("ledgerline.http")
@@ -87,6 +88,7 @@ _KNOWN_ROUTES = {
     "/readyz",
     "/metrics",
     "/webhooks/stripe",
+    "/v1/usage-events",
     "/exports/audit-entries.csv",
     "/exports/audit-entries.json",
 }
@@ -180,6 +182,7 @@ def create_app(runtime: Runtime, graphql_factory: GraphQLFactory) -> Starlette:
             *graphiql_asset_routes(),
             *audit_export_routes(runtime),
             stripe_webhook_route(runtime),
+            usage_ingest_route(runtime),
         ],
         lifespan=lifespan,
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, Uuid, func
+import asyncpg
+from sqlalchemy import DateTime, MetaData, Uuid, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
@@ -64,3 +65,16 @@ def make_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSe
 def sync_url(database_url: str) -> str:
     """The same URL for tools that speak libpq syntax (asyncpg.connect, psql)."""
     return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def driver_connection(session: AsyncSession, *, transactional: bool = True) -> asyncpg.Connection:
+    """The asyncpg connection under `session`, for hot paths that bypass the ORM. With
+    `transactional`, inside the session's transaction (begun here when the session has not run a
+    statement yet): statements on it commit or roll back with the session. Read sessions
+    (autocommit) pass `transactional=False`."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(raw, asyncpg.Connection)
+    if transactional and not raw.is_in_transaction():
+        await session.execute(select(literal(1)))  # the adapter begins its transaction on first use
+    return raw

@@ -28,7 +28,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 
 from api.audit.chain import GENESIS_HASH, HASHED_FIELDS, entry_hash
 from api.catalog.models import PriceInterval, UsageType

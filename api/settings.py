@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_page_size: int = Field(100, description="Cap on `first` for every connection.")
     default_page_size: int = Field(20, description="`first` when a client gives none.")
 
+    usage_max_batch: int = Field(10_000, description="Most events in one `POST /v1/usage-events` request.")
+
     api_key_rotation_grace_hours: int = Field(24, description="How long a rotated API key keeps working.")
 
     # Policies.

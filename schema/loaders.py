@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,7 +13,6 @@ from strawberry.dataloader import DataLoader
 
 from api.catalog.models import Price, Product
 from api.catalog.service import prices_by_ids, products_by_ids
-from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs
 from api.customer.models import Customer
 from api.customer.service import customers_by_ids
@@ -31,7 +31,13 @@ from api.subscription.service import (
     subscriptions_by_customer_ids,
     subscriptions_by_ids,
 )
-from api.usage.service import UsageTotal, usage_totals_for_customers
+from api.usage.service import (
+    Granularity,
+    QuotaStatus,
+    UsageSeries,
+    quota_status_for_customers,
+    series_for_customers,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -88,8 +94,13 @@ class Loaders:
         empty = Page[Invoice]([], [], False, page.after is not None)
         return self._parametrised_loader(("invoices", statuses, page), fetch, lambda: empty)
 
-    def usage_of_customer(self, meter_key: str | None, period: DateRange) -> DataLoader[uuid.UUID, list[UsageTotal]]:
-        async def fetch(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, list[UsageTotal]]:
-            return await usage_totals_for_customers(session, ids, meter_key, period)
+    def usage_of_customer(
+        self, meter_key: str | None, span: tuple[datetime, datetime], granularity: Granularity
+    ) -> DataLoader[uuid.UUID, list[UsageSeries]]:
+        async def fetch(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, list[UsageSeries]]:
+            return await series_for_customers(session, ids, meter_key, span, granularity)
 
-        return self._parametrised_loader(("usage", meter_key, period), fetch, list)
+        return self._parametrised_loader(("usage", meter_key, span, granularity), fetch, list)
+
+    def quota_usage_of_customer(self) -> DataLoader[uuid.UUID, list[QuotaStatus]]:
+        return self._parametrised_loader(("quota_usage",), quota_status_for_customers, list)

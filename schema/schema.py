@@ -34,6 +34,7 @@ from schema.reconciliation.queries import ReconciliationQueries
 from schema.security import RecordDenials
 from schema.subscription.mutations import SubscriptionChangeQueries, SubscriptionMutations
 from schema.subscription.queries import SubscriptionQueries
+from schema.usage.mutations import UsageMutations
 from schema.usage.queries import UsageQueries
 from schema.viewer import ViewerQueries
 from schema.webhook.mutations import WebhookMutations
@@ -68,6 +69,7 @@ Mutation = merge_types(
         InvoiceMutations,
         CouponMutations,
         ReconciliationMutations,
+        UsageMutations,
     ),
 )
 

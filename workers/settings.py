@@ -14,6 +14,7 @@ from api.logs import configure_logging
 from api.runtime import Runtime
 from api.settings import get_settings
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
+from workers.usage import report_usage_to_stripe, roll_up_usage
 from workers.webhooks import process_webhook_event, sweep_webhook_events
 
 HEARTBEAT_KEY = "ledgerline:worker:heartbeat"
@@ -54,12 +55,17 @@ class WorkerSettings:
         sweep_webhook_events,
         func(run_reconciliation, max_tries=1, timeout=3600),
         func(nightly_reconciliation, max_tries=1, timeout=3600),
+        func(roll_up_usage, max_tries=1, timeout=1800),
+        func(report_usage_to_stripe, max_tries=1, timeout=1800),
     ]
     cron_jobs = [
         cron(heartbeat, second=0, unique=True, run_at_startup=True),
         cron(sweep_webhook_events, second=30, unique=True),
         # 03:00 UTC, when billing traffic is lowest
         cron(nightly_reconciliation, hour=3, minute=0, second=0, unique=True, timeout=3600),
+        # every minute; a run that overruns is not doubled (unique), and the next one catches up
+        cron(roll_up_usage, second=10, unique=True, timeout=1800),
+        cron(report_usage_to_stripe, second=40, unique=True, timeout=1800),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -25,17 +25,15 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from api.audit.models import AuditEntry
 from api.audit.service import AuditFilter, audit_conditions
-from api.auth.models import SecurityEventKind
-from api.auth.permissions import Capability, capabilities_of, forbidden
-from api.auth.request import authenticate_request, request_actor
-from api.auth.security import SecurityEventRecord, record_security_events
+from api.auth.permissions import Capability
+from api.auth.request import Refused, authorize_request, json_error
 from api.common.daterange import DateRange
-from api.errors import Invalid, LedgerlineError, Unauthenticated
+from api.errors import Invalid
 from api.runtime import Runtime
 
 log = logging.getLogger("ledgerline.export")
@@ -180,37 +178,18 @@ async def _stream_rows(
     yield tail.encode()
 
 
-def _error(exc: LedgerlineError, status: int, request: Request, **headers: str) -> JSONResponse:
-    request_id = request.scope.get("state", {}).get("request_id")
-    body = {"error": {**exc.extensions, "message": exc.message, "requestId": request_id}}
-    return JSONResponse(body, status_code=status, headers=headers or None)
-
-
 def audit_export_routes(runtime: Runtime) -> list[Route]:
     """The two export routes; mount them in the application's routes."""
 
     async def export(request: Request, kind: str) -> Response:
         try:
-            principal = await authenticate_request(request, runtime)
-        except Unauthenticated as exc:
-            return _error(exc, 401, request, **{"www-authenticate": "Bearer"})
-        except Exception:  # e.g. the database is down: masked, logged with its stack trace
-            log.exception("authentication failed unexpectedly")
-            return _error(LedgerlineError("Internal error"), 500, request)
-        capabilities = capabilities_of(principal)
-        for capability in REQUIRED:
-            if capability not in capabilities:
-                attempted = f"GET {request.url.path}"
-                await record_security_events(
-                    runtime.session_factory,
-                    request_actor(request, principal),
-                    [SecurityEventRecord(SecurityEventKind.FORBIDDEN, attempted, f"lacks {capability.value}")],
-                )
-                return _error(forbidden(capability, "export audit entries"), 403, request)
+            principal, capabilities = await authorize_request(request, runtime, REQUIRED, "export audit entries")
+        except Refused as refused:
+            return refused.response
         try:
             flt = parse_filter(request.query_params)
         except Invalid as exc:
-            return _error(exc, 400, request)
+            return json_error(exc, 400, request)
         columns = export_columns(capabilities)
         chunks = _csv_chunks(columns) if kind == "csv" else _json_chunks(columns)
         filename = f"audit-entries-{datetime.now(UTC):%Y%m%d}.{kind}"

@@ -3,16 +3,23 @@ security events, and the caller gets an Unauthenticated error that says why."""
 
 from __future__ import annotations
 
-from starlette.requests import HTTPConnection
+import logging
+from collections.abc import Iterable
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
 
 from api.audit.record import Actor
 from api.auth.apikeys import ApiKeyRejected
 from api.auth.authenticate import authenticate
 from api.auth.models import SecurityEventKind
+from api.auth.permissions import Capability, capabilities_of, forbidden
 from api.auth.principal import Principal
 from api.auth.security import SecurityEventRecord, record_security_events
-from api.errors import Unauthenticated
+from api.errors import LedgerlineError, Unauthenticated
 from api.runtime import Runtime
+
+log = logging.getLogger("ledgerline.auth")
 
 
 def request_actor(connection: HTTPConnection, principal: Principal | None) -> Actor:
@@ -47,3 +54,46 @@ async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> 
             runtime.session_factory, actor, [SecurityEventRecord(kind, f"{connection.url.path}", exc.message)]
         )
         raise
+
+
+def json_error(exc: LedgerlineError, status: int, connection: HTTPConnection, **headers: str) -> JSONResponse:
+    """The error body of Ledgerline's REST routes: the GraphQL error's extensions, flattened."""
+    request_id = connection.scope.get("state", {}).get("request_id")
+    body = {"error": {**exc.extensions, "message": exc.message, "requestId": request_id}}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+class Refused(Exception):
+    """A REST request stopped before its work: `response` says why (401, 403 or 500)."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def authorize_request(
+    request: Request, runtime: Runtime, required: Iterable[Capability], what: str
+) -> tuple[Principal, frozenset[Capability]]:
+    """Authenticates a REST request and checks it holds every `required` capability; a refusal is
+    recorded as a security event and raised as `Refused` carrying the JSON response to send."""
+    try:
+        principal = await authenticate_request(request, runtime)
+    except Unauthenticated as exc:
+        raise Refused(json_error(exc, 401, request, **{"www-authenticate": "Bearer"})) from None
+    except Exception:  # e.g. the database is down: masked, logged with its stack trace
+        log.exception("authentication failed unexpectedly")
+        raise Refused(json_error(LedgerlineError("Internal error"), 500, request)) from None
+    capabilities = capabilities_of(principal)
+    for capability in required:
+        if capability not in capabilities:
+            await record_security_events(
+                runtime.session_factory,
+                request_actor(request, principal),
+                [
+                    SecurityEventRecord(
+                        SecurityEventKind.FORBIDDEN, f"{request.method} {request.url.path}", f"lacks {capability.value}"
+                    )
+                ],
+            )
+            raise Refused(json_error(forbidden(capability, what), 403, request))
+    return principal, capabilities

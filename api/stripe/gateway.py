@@ -35,6 +35,7 @@ from stripe.params import (
     SubscriptionRetrieveParams,
     SubscriptionUpdateParams,
 )
+from stripe.params.billing import MeterCreateParams, MeterEventCreateParams
 
 from api.errors import ProviderError, Rejected
 from api.settings import Settings
@@ -103,6 +104,17 @@ class StripeGateway:
             self.v1.payment_methods.attach_async(payment_method, params, {"idempotency_key": idempotency_key}),
             fields,
         )
+
+    # --- billing meters -------------------------------------------------------------------------
+
+    async def create_billing_meter(self, params: MeterCreateParams, *, idempotency_key: str) -> stripe.billing.Meter:
+        return await self._call(
+            self.v1.billing.meters.create_async(params, {"idempotency_key": idempotency_key}), {"event_name": "key"}
+        )
+
+    async def create_meter_event(self, params: MeterEventCreateParams) -> stripe.billing.MeterEvent:
+        """Stripe dedups on the event's `identifier` (not on an idempotency key)."""
+        return await self._call(self.v1.billing.meter_events.create_async(params), None)
 
     # --- catalog --------------------------------------------------------------------------------
 

@@ -103,9 +103,10 @@ class UsageBucket(Base):
 
     __tablename__ = "usage_bucket"
 
-    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customer.id"), primary_key=True)
-    meter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("meter.id"), primary_key=True)
-    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customer.id"), nullable=False)
+    meter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("meter.id"), nullable=False)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     aggregation: Mapped[MeterAggregation] = mapped_column(
         enum_column(MeterAggregation, "meter_aggregation"), nullable=False
     )
@@ -128,9 +129,18 @@ class UsageBucket(Base):
     report_error: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_report_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the meter event being sent, recorded before the call: after a crash the same event (same
+    # identifier, same value) is sent again, and Stripe's identifier dedup makes it count once
+    sending_identifier: Mapped[str | None] = mapped_column(String(100))
+    sending_value: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))  # what the event carries
+    sending_total: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))  # reported_value once it lands
 
     __table_args__ = (
+        UniqueConstraint(
+            "customer_id", "meter_id", "bucket_start", name="uq_usage_bucket_customer_id_meter_id_bucket_start"
+        ),
         Index("ix_usage_bucket_meter_id_bucket_start", "meter_id", "bucket_start"),
+        Index("ix_usage_bucket_bucket_start_id", "bucket_start", "id"),
         Index(
             "ix_usage_bucket_report_due",
             "report_status",

@@ -10,14 +10,16 @@ from api.auth.permissions import Capability
 from api.common.pagination import PageArgs, check_first
 from api.customer.models import Customer as CustomerModel
 from api.customer.models import CustomerStatus, CustomerTier
+from api.db import utcnow
 from api.invoice.models import InvoiceStatus
 from api.invoice.service import InvoiceFilter, count_invoices
+from api.usage.service import Granularity, usage_span
 from schema.context import Info
 from schema.invoice.types import Invoice, InvoiceStatusEnum
 from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, Node, date_range, to_connection, to_global_id
 from schema.subscription.types import Subscription
-from schema.usage.types import UsageTotal
+from schema.usage.types import GranularityEnum, QuotaUsage, UsageSeries
 
 CustomerTierEnum = strawberry.enum(CustomerTier, name="CustomerTier")
 CustomerStatusEnum = strawberry.enum(CustomerStatus, name="CustomerStatus")
@@ -96,7 +98,10 @@ class Customer(Node):
         return Invoice.from_model(model) if model else None
 
     @guarded(
-        Capability.USAGE_READ, description="Usage totals per meter over a range (all meters unless `meter` is given)."
+        Capability.USAGE_READ,
+        description="Usage per meter (all meters unless `meter` is given) over [from, to) — default the last 30 "
+        "days — as a series of `granularity` points plus the total, with each meter's aggregation. Counted in "
+        "whole UTC hours; events not rolled up yet are included.",
     )
     async def usage(
         self,
@@ -104,10 +109,21 @@ class Customer(Node):
         meter: str | None = None,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
-    ) -> list[UsageTotal] | None:
-        period = date_range(DateRangeInput(from_=from_, to=to), "usage")
-        totals = await info.context.loaders.usage_of_customer(meter, period).load(self.local_id)
-        return [UsageTotal.from_value(t) for t in totals]
+        granularity: GranularityEnum = Granularity.DAY,  # type: ignore[valid-type]
+    ) -> list[UsageSeries] | None:
+        date_range(DateRangeInput(from_=from_, to=to), "usage")  # `from` after `to` → an error naming it
+        now = utcnow()
+        span = usage_span(from_, to, granularity, now)
+        series = await info.context.loaders.usage_of_customer(meter, span, granularity).load(self.local_id)
+        return [UsageSeries.of(s, granularity, now) for s in series]
+
+    @guarded(
+        Capability.USAGE_READ,
+        description="Usage so far this billing period against each quota of the customer's plan.",
+    )
+    async def quota_usage(self, info: Info) -> list[QuotaUsage] | None:
+        statuses = await info.context.loaders.quota_usage_of_customer().load(self.local_id)
+        return [QuotaUsage.of(s) for s in statuses]
 
     @classmethod
     def from_model(cls, m: CustomerModel) -> Customer:

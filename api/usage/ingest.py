@@ -1,0 +1,467 @@
+"""Usage ingest: the one semantics behind both doors (GraphQL `recordUsage` and
+`POST /v1/usage-events`).
+
+Each event is checked on its own; a bad one is rejected with its index, a code and a message,
+and never drops the good ones in the same batch. Duplicates are decided by the database (unique
+on customer + idempotency key, `ON CONFLICT DO NOTHING`), so concurrent retries are safe.
+
+The statements are plain asyncpg on the caller's transaction: ingest is the hottest write path,
+and a batch of 1,000 events costs four statements whatever its size."""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import asyncpg
+import orjson
+
+from api.common.globalid import decode_global_id
+from api.customer.models import CustomerStatus
+from api.usage.models import MeterAggregation, QuotaKind
+from api.usage.periods import period_usage
+from api.usage.quotas import customer_quotas
+
+MAX_AGE = timedelta(days=35)  # Stripe meter events accept no older timestamp
+MAX_AHEAD = timedelta(minutes=5)
+MAX_KEY_LENGTH = 255
+MAX_VALUE = Decimal("1e14")  # numeric(20, 6) holds 14 integer digits
+# The roll-up fences ingest with this advisory lock: inserts hold it shared for their
+# transaction, the roll-up takes it exclusively for an instant to read a watermark below which
+# no insert is still in flight (ids are handed out before commit, so commit order ≠ id order).
+INGEST_FENCE_LOCK = 0x5553_4147_4546  # "USAGEF"
+
+
+class RejectCode(enum.StrEnum):
+    INVALID_EVENT = "INVALID_EVENT"  # not an object, or a field of the wrong type
+    IDEMPOTENCY_KEY_MISSING = "IDEMPOTENCY_KEY_MISSING"
+    UNKNOWN_CUSTOMER = "UNKNOWN_CUSTOMER"
+    UNKNOWN_METER = "UNKNOWN_METER"
+    VALUE_MISSING = "VALUE_MISSING"
+    VALUE_INVALID = "VALUE_INVALID"
+    VALUE_NEGATIVE = "VALUE_NEGATIVE"
+    UNIQUE_PROPERTY_MISSING = "UNIQUE_PROPERTY_MISSING"
+    TIMESTAMP_INVALID = "TIMESTAMP_INVALID"
+    TIMESTAMP_TOO_OLD = "TIMESTAMP_TOO_OLD"
+    TIMESTAMP_IN_FUTURE = "TIMESTAMP_IN_FUTURE"
+    CUSTOMER_SUSPENDED = "CUSTOMER_SUSPENDED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    code: RejectCode
+    message: str
+    field: str | None = None
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": [
+                {"index": r.index, "code": r.code.value, "message": r.message, "field": r.field}
+                for r in self.rejections
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """An entry of a batch that could not even be read (an NDJSON line that is not JSON)."""
+
+    reason: str
+
+
+class EventRejected(Exception):
+    def __init__(self, code: RejectCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    id: uuid.UUID
+    key: str
+    aggregation: MeterAggregation
+    value_property: str | None
+    unique_property: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInfo:
+    id: uuid.UUID
+    status: CustomerStatus
+
+
+@dataclass(slots=True)
+class ParsedEvent:
+    index: int
+    customer_ref: str
+    meter_key: str
+    raw_value: Any
+    occurred_at: datetime
+    idempotency_key: str
+    properties: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class ValidEvent:
+    index: int
+    customer_id: uuid.UUID
+    meter: MeterInfo
+    value: Decimal
+    occurred_at: datetime
+    idempotency_key: str
+    properties: dict[str, Any] | None
+
+
+# --- shape ------------------------------------------------------------------------------------------
+
+
+def _text(raw: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = raw.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            code = RejectCode.IDEMPOTENCY_KEY_MISSING if name == "idempotencyKey" else RejectCode.INVALID_EVENT
+            raise EventRejected(code, f"`{name}` is required", name)
+        return None
+    if not isinstance(value, str):
+        raise EventRejected(RejectCode.INVALID_EVENT, f"`{name}` must be a string", name)
+    return value.strip()
+
+
+def parse_timestamp(value: Any, now: datetime) -> datetime:
+    """ISO 8601 with a UTC offset, or Unix seconds; absent means now (when it arrived)."""
+    if value is None:
+        return now
+    if isinstance(value, bool):
+        raise EventRejected(RejectCode.TIMESTAMP_INVALID, "`timestamp` must be ISO 8601 or Unix seconds", "timestamp")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise EventRejected(RejectCode.TIMESTAMP_INVALID, "`timestamp` must be a finite number", "timestamp")
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise EventRejected(RejectCode.TIMESTAMP_INVALID, "`timestamp` is out of range", "timestamp") from None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise EventRejected(
+                RejectCode.TIMESTAMP_INVALID, f"`timestamp` {value!r} is not ISO 8601", "timestamp"
+            ) from None
+    else:
+        raise EventRejected(RejectCode.TIMESTAMP_INVALID, "`timestamp` must be ISO 8601 or Unix seconds", "timestamp")
+    if parsed.tzinfo is None:
+        raise EventRejected(
+            RejectCode.TIMESTAMP_INVALID, "`timestamp` needs a UTC offset (e.g. `Z` or `+00:00`)", "timestamp"
+        )
+    return parsed.astimezone(UTC)
+
+
+def parse_event(index: int, raw: Any, now: datetime) -> ParsedEvent:
+    if isinstance(raw, Malformed):
+        raise EventRejected(RejectCode.INVALID_EVENT, raw.reason)
+    if not isinstance(raw, dict):
+        raise EventRejected(RejectCode.INVALID_EVENT, "an event must be a JSON object")
+    key = _text(raw, "idempotencyKey")
+    assert key is not None
+    if len(key) > MAX_KEY_LENGTH:
+        raise EventRejected(
+            RejectCode.INVALID_EVENT, f"`idempotencyKey` is longer than {MAX_KEY_LENGTH} characters", "idempotencyKey"
+        )
+    properties = raw.get("properties")
+    if properties is not None and not isinstance(properties, dict):
+        raise EventRejected(RejectCode.INVALID_EVENT, "`properties` must be an object", "properties")
+    customer, meter = _text(raw, "customer"), _text(raw, "meter")
+    assert customer is not None and meter is not None
+    return ParsedEvent(
+        index=index,
+        customer_ref=customer,
+        meter_key=meter,
+        raw_value=raw.get("value"),
+        occurred_at=parse_timestamp(raw.get("timestamp"), now),
+        idempotency_key=key,
+        properties=properties,
+    )
+
+
+# --- values -----------------------------------------------------------------------------------------
+
+
+def _decimal(value: Any, field_name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise EventRejected(RejectCode.VALUE_INVALID, f"`{field_name}` must be a number", field_name)
+    try:
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise EventRejected(RejectCode.VALUE_INVALID, f"`{field_name}` {value!r} is not a number", field_name) from None
+    if not number.is_finite() or abs(number) >= MAX_VALUE:
+        raise EventRejected(RejectCode.VALUE_INVALID, f"`{field_name}` is out of range", field_name)
+    return number
+
+
+def _aggregates(meter: MeterInfo) -> str:
+    return f"meter {meter.key!r} aggregates {meter.aggregation.value}"
+
+
+def event_value(meter: MeterInfo, raw_value: Any, properties: Mapping[str, Any] | None) -> Decimal:
+    """The number an event contributes, by its meter's aggregation:
+    COUNT counts events (value optional, ignored); UNIQUE_COUNT counts distinct values of the
+    meter's `uniqueProperty` (required in `properties`); SUM and MAX need a value ≥ 0; LATEST
+    needs a value and allows negatives (a gauge). A meter with a `valueProperty` takes the value
+    from `properties` when `value` is absent."""
+    props = properties or {}
+    if meter.aggregation is MeterAggregation.COUNT:
+        return Decimal(1)
+    if meter.aggregation is MeterAggregation.UNIQUE_COUNT:
+        unique = props.get(meter.unique_property or "")
+        if unique is None or unique == "":
+            raise EventRejected(
+                RejectCode.UNIQUE_PROPERTY_MISSING,
+                f"meter {meter.key!r} counts distinct `properties.{meter.unique_property}`: it is missing",
+                f"properties.{meter.unique_property}",
+            )
+        return Decimal(1)
+    field_name = "value"
+    if raw_value is None and meter.value_property:
+        raw_value, field_name = props.get(meter.value_property), f"properties.{meter.value_property}"
+    if raw_value is None:
+        raise EventRejected(
+            RejectCode.VALUE_MISSING,
+            f"meter {meter.key!r} aggregates {meter.aggregation.value}: `value` is required",
+            field_name,
+        )
+    number = _decimal(raw_value, field_name)
+    if number < 0 and meter.aggregation is not MeterAggregation.LATEST:
+        raise EventRejected(
+            RejectCode.VALUE_NEGATIVE,
+            f"meter {meter.key!r} aggregates {meter.aggregation.value}: `value` must be ≥ 0",
+            field_name,
+        )
+    return number
+
+
+def check_time(occurred_at: datetime, now: datetime) -> None:
+    if occurred_at < now - MAX_AGE:
+        raise EventRejected(RejectCode.TIMESTAMP_TOO_OLD, "`timestamp` is more than 35 days old", "timestamp")
+    if occurred_at > now + MAX_AHEAD:
+        raise EventRejected(RejectCode.TIMESTAMP_IN_FUTURE, "`timestamp` is more than 5 minutes ahead", "timestamp")
+
+
+# --- lookups ----------------------------------------------------------------------------------------
+
+
+def customer_ref_kind(ref: str) -> tuple[str, str]:
+    """How a customer reference is read: a Ledgerline id (UUID or global id), a Stripe customer id
+    (`cus_…`), else the customer's external id."""
+    try:
+        return "id", str(uuid.UUID(ref))
+    except ValueError:
+        pass
+    if ref.startswith("cus_"):
+        return "stripe", ref
+    decoded = decode_global_id(ref, "Customer")
+    if decoded is not None:
+        return "id", str(decoded)
+    return "external", ref
+
+
+async def load_meters(conn: asyncpg.Connection, keys: Iterable[str]) -> dict[str, MeterInfo]:
+    rows = await conn.fetch(
+        "SELECT id, key, aggregation, value_property, unique_property FROM meter WHERE key = ANY($1::text[])",
+        list(set(keys)),
+    )
+    return {
+        r["key"]: MeterInfo(
+            r["id"], r["key"], MeterAggregation(r["aggregation"]), r["value_property"], r["unique_property"]
+        )
+        for r in rows
+    }
+
+
+async def load_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[str, CustomerInfo]:
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for ref in set(refs):
+        kind, key = customer_ref_kind(ref)
+        by_kind[kind].add(key)
+    rows = await conn.fetch(
+        """SELECT id, status, stripe_customer_id, external_id FROM customer
+           WHERE id = ANY($1::uuid[]) OR stripe_customer_id = ANY($2::text[]) OR external_id = ANY($3::text[])""",
+        list(by_kind["id"]),
+        list(by_kind["stripe"]),
+        list(by_kind["external"]),
+    )
+    found: dict[str, CustomerInfo] = {}
+    for r in rows:
+        info = CustomerInfo(r["id"], CustomerStatus(r["status"]))
+        found[("id", str(r["id"]))[1]] = info
+        if r["stripe_customer_id"]:
+            found[r["stripe_customer_id"]] = info
+        if r["external_id"]:
+            found[r["external_id"]] = info
+    return {ref: found[key] for ref in set(refs) if (key := customer_ref_kind(ref)[1]) in found}
+
+
+# --- the batch --------------------------------------------------------------------------------------
+
+
+def _validate(
+    parsed: Sequence[ParsedEvent],
+    meters: Mapping[str, MeterInfo],
+    customers: Mapping[str, CustomerInfo],
+    now: datetime,
+    result: IngestResult,
+) -> list[ValidEvent]:
+    valid: list[ValidEvent] = []
+    for event in parsed:
+        try:
+            meter = meters.get(event.meter_key)
+            if meter is None:
+                raise EventRejected(RejectCode.UNKNOWN_METER, f"no meter with key {event.meter_key!r}", "meter")
+            customer = customers.get(event.customer_ref)
+            if customer is None:
+                raise EventRejected(RejectCode.UNKNOWN_CUSTOMER, f"no customer {event.customer_ref!r}", "customer")
+            if customer.status is CustomerStatus.SUSPENDED:
+                raise EventRejected(
+                    RejectCode.CUSTOMER_SUSPENDED, f"customer {event.customer_ref!r} is suspended", "customer"
+                )
+            value = event_value(meter, event.raw_value, event.properties)
+            check_time(event.occurred_at, now)
+        except EventRejected as exc:
+            result.rejections.append(Rejection(event.index, exc.code, exc.message, exc.field))
+            continue
+        valid.append(
+            ValidEvent(
+                event.index, customer.id, meter, value, event.occurred_at, event.idempotency_key, event.properties
+            )
+        )
+    return valid
+
+
+async def _apply_hard_quotas(
+    conn: asyncpg.Connection, valid: list[ValidEvent], now: datetime, result: IngestResult
+) -> list[ValidEvent]:
+    """Drops the events that would take a customer over a hard quota in its current period.
+    Pairs under a hard quota are locked for the transaction, so concurrent batches cannot both
+    squeeze under the limit; events already stored (retries) are never counted twice."""
+    quotas = await customer_quotas(conn, {(e.customer_id, e.meter.id) for e in valid}, QuotaKind.HARD)
+    if not quotas:
+        return valid
+    # one order for every batch, so two batches never wait on each other's locks crosswise
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k ORDER BY k",
+        sorted(f"quota:{c}:{m}" for c, m in quotas),
+    )
+    limited = [e for e in valid if (e.customer_id, e.meter.id) in quotas]
+    stored = await _stored_keys(conn, limited)
+    candidates: dict[tuple[uuid.UUID, uuid.UUID], set[str]] = defaultdict(set)
+    for e in limited:
+        if e.meter.unique_property:
+            candidates[(e.customer_id, e.meter.id)].add(str((e.properties or {}).get(e.meter.unique_property)))
+    usage = await period_usage(conn, list(quotas.values()), candidates)
+    kept: list[ValidEvent] = []
+    for event in valid:
+        quota = quotas.get((event.customer_id, event.meter.id))
+        if quota is None or (event.customer_id, event.idempotency_key) in stored:
+            kept.append(event)
+            continue
+        tracker = usage[(event.customer_id, event.meter.id)]
+        if not quota.covers(event.occurred_at):
+            kept.append(event)
+            continue
+        unique = (event.properties or {}).get(event.meter.unique_property or "")
+        if tracker.would_exceed(event.value, event.occurred_at, unique, quota.limit):
+            result.rejections.append(
+                Rejection(
+                    event.index,
+                    RejectCode.QUOTA_EXCEEDED,
+                    f"over the hard quota of {quota.limit.normalize()} for meter {event.meter.key!r} this period "
+                    f"(used {tracker.value.normalize()})",
+                    "value",
+                )
+            )
+            continue
+        tracker.add(event.value, event.occurred_at, unique)
+        kept.append(event)
+    return kept
+
+
+async def _stored_keys(conn: asyncpg.Connection, events: Sequence[ValidEvent]) -> set[tuple[uuid.UUID, str]]:
+    if not events:
+        return set()
+    rows = await conn.fetch(
+        """SELECT e.customer_id, e.idempotency_key FROM usage_event e
+           JOIN unnest($1::uuid[], $2::text[]) AS k(c, key) ON e.customer_id = k.c AND e.idempotency_key = k.key""",
+        [e.customer_id for e in events],
+        [e.idempotency_key for e in events],
+    )
+    return {(r["customer_id"], r["idempotency_key"]) for r in rows}
+
+
+INSERT_EVENTS = """
+WITH fence AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($8::bigint))
+INSERT INTO usage_event (customer_id, meter_id, value, occurred_at, idempotency_key, properties, received_at)
+SELECT u.c, u.m, u.v::numeric, u.t, u.k, u.p::jsonb, $7::timestamptz
+FROM fence, unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[]) AS u(c, m, v, t, k, p)
+ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+"""
+
+
+async def _insert(conn: asyncpg.Connection, events: Sequence[ValidEvent], now: datetime) -> int:
+    if not events:
+        return 0
+    status = await conn.execute(
+        INSERT_EVENTS,
+        [e.customer_id for e in events],
+        [e.meter.id for e in events],
+        [str(e.value) for e in events],
+        [e.occurred_at for e in events],
+        [e.idempotency_key for e in events],
+        [orjson.dumps(e.properties).decode() if e.properties is not None else None for e in events],
+        now,
+        INGEST_FENCE_LOCK,
+    )
+    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
+
+
+async def ingest_events(conn: asyncpg.Connection, raw_events: Sequence[Any], now: datetime) -> IngestResult:
+    """Validates and stores a batch on `conn`, inside the caller's transaction."""
+    result = IngestResult()
+    parsed: list[ParsedEvent] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            parsed.append(parse_event(index, raw, now))
+        except EventRejected as exc:
+            result.rejections.append(Rejection(index, exc.code, exc.message, exc.field))
+    if parsed:
+        meters = await load_meters(conn, (e.meter_key for e in parsed))
+        customers = await load_customers(conn, (e.customer_ref for e in parsed))
+        valid = _validate(parsed, meters, customers, now, result)
+        valid = await _apply_hard_quotas(conn, valid, now, result)
+        result.accepted = await _insert(conn, valid, now)
+        result.duplicates = len(valid) - result.accepted
+    result.rejections.sort(key=lambda r: r.index)
+    return result

@@ -1,0 +1,179 @@
+"""Roll-up: new usage events → hourly buckets per customer and meter, each meter with its own
+aggregation, counted exactly once.
+
+Exactly once: a watermark row (`usage_rollup_state`) says which event ids are in the buckets; the
+buckets and the watermark move in one transaction, so a worker killed mid-roll-up leaves both as
+they were and the next run starts from the same place. Event ids are handed out before their
+insert commits, so an id can become visible after a larger one; the upper bound of each run is
+read behind the ingest fence (see `api.usage.ingest.INGEST_FENCE_LOCK`), when no insert is in
+flight, so no event below the watermark can appear later.
+
+Quota thresholds crossed by the new usage raise their alerts in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.alert.models import AlertKind, AlertSeverity
+from api.alert.service import NewAlert, raise_alert
+from api.db import driver_connection
+from api.usage.ingest import INGEST_FENCE_LOCK
+from api.usage.periods import Pair, UsageWindow, usage_in_windows
+from api.usage.quotas import crossed_thresholds, customer_quotas
+
+CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
+
+_BUCKETS = """
+INSERT INTO usage_bucket AS b
+    (customer_id, meter_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
+SELECT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation,
+       CASE m.aggregation
+           WHEN 'SUM' THEN sum(e.value)
+           WHEN 'COUNT' THEN count(*)
+           WHEN 'MAX' THEN max(e.value)
+           WHEN 'LATEST' THEN (array_agg(e.value ORDER BY e.occurred_at DESC, e.id DESC)
+                               FILTER (WHERE m.aggregation = 'LATEST'))[1]
+           ELSE 0  -- UNIQUE_COUNT: counted from usage_bucket_value below
+       END,
+       count(*), max(e.occurred_at),
+       CASE WHEN m.aggregation = 'LATEST'
+            THEN (array_agg(e.id ORDER BY e.occurred_at DESC, e.id DESC) FILTER (WHERE m.aggregation = 'LATEST'))[1]
+            ELSE max(e.id) END,
+       now()
+FROM usage_event e JOIN meter m ON m.id = e.meter_id
+WHERE e.id > $1 AND e.id <= $2
+GROUP BY e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation
+ON CONFLICT (customer_id, meter_id, bucket_start) DO UPDATE SET
+    value = CASE b.aggregation
+        WHEN 'SUM' THEN b.value + EXCLUDED.value
+        WHEN 'COUNT' THEN b.value + EXCLUDED.value
+        WHEN 'MAX' THEN GREATEST(b.value, EXCLUDED.value)
+        WHEN 'LATEST' THEN CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id) > (b.latest_at, b.latest_event_id)
+                                THEN EXCLUDED.value ELSE b.value END
+        ELSE b.value
+    END,
+    event_count = b.event_count + EXCLUDED.event_count,
+    latest_event_id = CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id) > (b.latest_at, b.latest_event_id)
+                           THEN EXCLUDED.latest_event_id ELSE b.latest_event_id END,
+    latest_at = GREATEST(b.latest_at, EXCLUDED.latest_at),
+    updated_at = now(),
+    -- a changed bucket is reported again (the difference, under a new revision)
+    report_status = 'PENDING',
+    report_attempts = 0,
+    next_report_at = NULL
+RETURNING customer_id, meter_id
+"""
+
+_UNIQUE_VALUES = """
+WITH fresh AS (
+    INSERT INTO usage_bucket_value (customer_id, meter_id, bucket_start, value)
+    SELECT DISTINCT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'),
+                    e.properties ->> m.unique_property
+    FROM usage_event e JOIN meter m ON m.id = e.meter_id
+    WHERE e.id > $1 AND e.id <= $2 AND m.aggregation = 'UNIQUE_COUNT'
+      AND e.properties ->> m.unique_property IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING customer_id, meter_id, bucket_start
+)
+UPDATE usage_bucket b SET value = b.value + f.n
+FROM (SELECT customer_id, meter_id, bucket_start, count(*) AS n FROM fresh GROUP BY 1, 2, 3) AS f
+WHERE b.customer_id = f.customer_id AND b.meter_id = f.meter_id AND b.bucket_start = f.bucket_start
+"""
+
+
+@dataclass(slots=True)
+class RollupResult:
+    events: int = 0  # events rolled up by this run
+    buckets: int = 0  # buckets written (created or updated)
+    watermark: int = 0  # the last event id in the buckets after this run
+    alerts: list[uuid.UUID] = field(default_factory=list)
+
+
+async def fenced_upper_bound(conn: asyncpg.Connection) -> int:
+    """The largest event id below which every insert has finished (committed or rolled back)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", INGEST_FENCE_LOCK)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM usage_event"))
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", INGEST_FENCE_LOCK)
+
+
+async def _roll_chunk(session: AsyncSession, upper: int, result: RollupResult) -> bool:
+    """One transaction's worth; False when there was nothing left below `upper`."""
+    conn = await driver_connection(session)
+    watermark = int(await conn.fetchval("SELECT last_event_id FROM usage_rollup_state WHERE id = 1 FOR UPDATE"))
+    result.watermark = watermark
+    if watermark >= upper:
+        return False
+    high = min(upper, watermark + CHUNK_EVENTS)
+    rows = await conn.fetch(_BUCKETS, watermark, high)
+    await conn.execute(_UNIQUE_VALUES, watermark, high)
+    result.events += int(
+        await conn.fetchval("SELECT count(*) FROM usage_event WHERE id > $1 AND id <= $2", watermark, high)
+    )
+    result.buckets += len(rows)
+    alerts = await raise_quota_alerts(session, {(r["customer_id"], r["meter_id"]) for r in rows})
+    result.alerts.extend(alerts)
+    await conn.execute("UPDATE usage_rollup_state SET last_event_id = $1, updated_at = now() WHERE id = 1", high)
+    result.watermark = high
+    return high < upper
+
+
+async def roll_up(session_factory: async_sessionmaker[AsyncSession]) -> RollupResult:
+    """Rolls every event visible now into the buckets (several transactions when far behind)."""
+    result = RollupResult()
+    async with session_factory() as session:
+        upper = await fenced_upper_bound(await driver_connection(session, transactional=False))
+    more = True
+    while more:
+        async with session_factory() as session, session.begin():
+            more = await _roll_chunk(session, upper, result)
+    return result
+
+
+async def raise_quota_alerts(session: AsyncSession, pairs: Iterable[Pair]) -> list[uuid.UUID]:
+    """An alert per quota threshold (80%, 100%) a customer's usage has reached this period, once
+    per threshold and period whatever the number of roll-ups that see it."""
+    conn = await driver_connection(session)
+    quotas = list((await customer_quotas(conn, pairs)).values())
+    if not quotas:
+        return []
+    windows = [UsageWindow(q.customer_id, q.meter_id, q.aggregation, q.period_start, q.period_end) for q in quotas]
+    raised: list[uuid.UUID] = []
+    for quota, used in zip(quotas, await usage_in_windows(conn, windows), strict=True):
+        for threshold in crossed_thresholds(used, quota.limit):
+            details: dict[str, Any] = {
+                "meter": quota.meter_key,
+                "used": str(used.normalize()),
+                "limit": str(quota.limit.normalize()),
+                "threshold": threshold,
+                "quotaKind": quota.kind.value,
+                "periodStart": quota.period_start.isoformat(),
+                "periodEnd": quota.period_end.isoformat(),
+            }
+            alert = await raise_alert(
+                session,
+                NewAlert(
+                    kind=AlertKind.QUOTA_THRESHOLD,
+                    severity=AlertSeverity.CRITICAL if threshold >= 100 else AlertSeverity.WARNING,
+                    message=f"{threshold}% of the {quota.kind.value.lower()} quota of meter {quota.meter_key!r} "
+                    f"used this period ({details['used']} of {details['limit']})",
+                    dedup_key=f"quota:{quota.customer_id}:{quota.meter_id}:{_period_key(quota.period_start)}:{threshold}",
+                    customer_id=quota.customer_id,
+                    details=details,
+                ),
+            )
+            if alert is not None:
+                raised.append(alert.id)
+    return raised
+
+
+def _period_key(start: datetime) -> str:
+    return start.strftime("%Y%m%dT%H%M%S")

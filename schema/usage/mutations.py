@@ -1,0 +1,241 @@
+"""createMeter and setUsageQuota (CATALOG_MANAGE: what is billed is a pricing decision),
+recordUsage (USAGE_WRITE: an API key with `usage:write`, or an owner), rollUpUsage and reportUsage
+(BILLING_OPERATIONS: run now what the workers run every minute)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.scalars import JSON
+
+from api.audit.record import Actor, record_audit
+from api.auth.permissions import Capability
+from api.db import utcnow
+from api.errors import Invalid
+from api.usage.ingest import IngestResult
+from api.usage.models import Meter as MeterModel
+from api.usage.models import MeterAggregation, QuotaKind
+from api.usage.models import UsageQuota as UsageQuotaModel
+from api.usage.reporting import ReportResult, report_usage
+from api.usage.rollup import RollupResult, roll_up
+from api.usage.service import GRAPHQL_BATCH_LIMIT, NewMeter, create_meter, record_usage, set_usage_quota
+from schema.context import Info
+from schema.mutations import UserError, run_mutation
+from schema.permissions import guarded
+from schema.scalars import parse_id
+from schema.usage.types import (
+    Meter,
+    MeterAggregationEnum,
+    QuotaKindEnum,
+    RecordUsagePayload,
+    UsageQuota,
+    UsageValue,
+)
+
+
+@strawberry.input
+class CreateMeterInput:
+    key: str = strawberry.field(description="Lower-case, e.g. `api_calls`; events name it in `meter`.")
+    name: str
+    aggregation: MeterAggregationEnum  # type: ignore[valid-type]
+    value_property: str | None = strawberry.field(
+        default=None, description="SUM, MAX, LATEST: take the value from this `properties` key when `value` is absent."
+    )
+    unique_property: str | None = strawberry.field(
+        default=None, description="UNIQUE_COUNT (required): the `properties` key whose distinct values are counted."
+    )
+    unit: str | None = strawberry.field(default=None, description="For display, e.g. `requests`, `GB`.")
+
+
+@strawberry.type
+class CreateMeterPayload:
+    meter: Meter | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class SetUsageQuotaInput:
+    price: strawberry.ID = strawberry.field(description="The plan's Price.")
+    meter: str = strawberry.field(description="Meter key.")
+    limit: UsageValue | None = strawberry.field(  # type: ignore[valid-type]
+        description="Included per billing period, in the meter's aggregation; null removes the quota."
+    )
+    kind: QuotaKindEnum = QuotaKind.SOFT  # type: ignore[valid-type]
+
+
+@strawberry.type
+class SetUsageQuotaPayload:
+    quota: UsageQuota | None = strawberry.field(description="null when removed.")
+    user_errors: list[UserError]
+
+
+@strawberry.input(description="One usage event. Same fields as `POST /v1/usage-events`.")
+class UsageEventInput:
+    customer: str = strawberry.field(
+        description="The customer: its Ledgerline id, its Stripe customer id (`cus_…`) or its external id."
+    )
+    meter: str = strawberry.field(description="Meter key.")
+    idempotency_key: str = strawberry.field(
+        description="Unique per customer: an event sent again with the same key is counted once (a duplicate)."
+    )
+    value: UsageValue | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Required for SUM, MAX and LATEST meters (≥ 0 except LATEST); ignored by COUNT."
+    )
+    timestamp: str | None = strawberry.field(
+        default=None,
+        description="When it happened: ISO 8601 with an offset; at most 35 days old and 5 minutes ahead. "
+        "Default: when it is received.",
+    )
+    properties: JSON | None = strawberry.field(default=None, description="Anything else (a JSON object).")
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "meter": self.meter,
+            "idempotencyKey": self.idempotency_key,
+            "value": self.value,
+            "timestamp": self.timestamp,
+            "properties": self.properties,
+        }
+
+
+@strawberry.type
+class RecordUsageResult(RecordUsagePayload):
+    user_errors: list[UserError] = strawberry.field(description="A batch refused as a whole (e.g. too many events).")
+
+
+@strawberry.type(description="What a roll-up did.")
+class RollUpUsagePayload:
+    events: int = strawberry.field(description="Events rolled up into hourly buckets by this run.")
+    buckets: int = strawberry.field(description="Buckets created or updated.")
+    watermark: str = strawberry.field(description="Every event id up to this one is in the buckets.")
+    alerts_raised: int = strawberry.field(description="Quota alerts this run raised.")
+    user_errors: list[UserError]
+
+
+@strawberry.type(description="What a reporting run did.")
+class ReportUsagePayload:
+    reported: int = strawberry.field(description="Buckets whose meter event Stripe now has.")
+    failed: int = strawberry.field(description="Buckets that failed (retried later with backoff).")
+    not_billed: int = strawberry.field(description="Buckets no metered subscription bills.")
+    unchanged: int
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class UsageMutations:
+    @guarded(
+        Capability.CATALOG_MANAGE,
+        description="A meter, and its Stripe billing meter (`event_name` = key) that metered prices bill from.",
+    )
+    async def create_meter(self, info: Info, input: CreateMeterInput) -> CreateMeterPayload | None:
+        data = NewMeter(
+            key=input.key.strip(),
+            name=input.name,
+            aggregation=MeterAggregation(input.aggregation),
+            value_property=input.value_property,
+            unique_property=input.unique_property,
+            unit=input.unit,
+        )
+
+        async def work(session: AsyncSession, actor: Actor) -> MeterModel:
+            return await create_meter(session, actor, info.context.stripe, data)
+
+        outcome = await run_mutation(info, work)
+        return CreateMeterPayload(
+            meter=Meter.from_model(outcome.value) if outcome.value else None, user_errors=outcome.user_errors
+        )
+
+    @guarded(
+        Capability.CATALOG_MANAGE,
+        description="How much of a meter a price's plan includes per billing period (SOFT: alerts at 80% and 100%; "
+        "HARD: also refuses overage at ingest). `limit: null` removes it.",
+    )
+    async def set_usage_quota(self, info: Info, input: SetUsageQuotaInput) -> SetUsageQuotaPayload | None:
+        async def work(session: AsyncSession, actor: Actor) -> UsageQuotaModel | None:
+            price_id = parse_id(input.price, "Price", "price")
+            limit = Decimal(str(input.limit)) if input.limit is not None else None
+            return await set_usage_quota(session, actor, price_id, input.meter, limit, QuotaKind(input.kind))
+
+        outcome = await run_mutation(info, work)
+        return SetUsageQuotaPayload(
+            quota=UsageQuota.from_model(outcome.value) if outcome.value else None, user_errors=outcome.user_errors
+        )
+
+    @guarded(
+        Capability.USAGE_WRITE,
+        description=f"Record up to {GRAPHQL_BATCH_LIMIT} usage events. Each is checked alone: bad ones are "
+        "rejected with their index and a code, the good ones are stored; an event already stored (same customer "
+        "and idempotencyKey) is a duplicate. For high volume use `POST /v1/usage-events`.",
+    )
+    async def record_usage(self, info: Info, events: list[UsageEventInput]) -> RecordUsageResult | None:
+        if len(events) > GRAPHQL_BATCH_LIMIT:
+            error = UserError(
+                field="events",
+                message=f"{len(events)} events in one call; at most {GRAPHQL_BATCH_LIMIT}",
+                code=Invalid.code,
+            )
+            return RecordUsageResult(accepted=0, duplicates=0, rejected=0, errors=[], user_errors=[error])
+        raw = [e.as_event() for e in events]
+
+        async def work(session: AsyncSession, actor: Actor) -> IngestResult:
+            result = await record_usage(session, raw, utcnow())
+            counts = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}
+            await record_audit(session, actor, "usage.record", "UsageEvent", None, after=counts)
+            return result
+
+        outcome = await run_mutation(info, work)
+        payload = RecordUsagePayload.of(outcome.value or IngestResult())
+        return RecordUsageResult(
+            accepted=payload.accepted,
+            duplicates=payload.duplicates,
+            rejected=payload.rejected,
+            errors=payload.errors,
+            user_errors=outcome.user_errors,
+        )
+
+    @guarded(
+        Capability.BILLING_OPERATIONS,
+        description="Roll every usage event received so far into the hourly buckets now (a worker does it "
+        "every minute). Safe to run at any time: each event is counted once.",
+    )
+    async def roll_up_usage(self, info: Info) -> RollUpUsagePayload | None:
+        result: RollupResult = await roll_up(info.context.session_factory)
+
+        async def work(session: AsyncSession, actor: Actor) -> RollupResult:
+            facts = {"events": result.events, "buckets": result.buckets, "watermark": result.watermark}
+            await record_audit(session, actor, "usage.rollup", "UsageBucket", None, after=facts)
+            return result
+
+        outcome = await run_mutation(info, work)
+        return RollUpUsagePayload(
+            events=result.events,
+            buckets=result.buckets,
+            watermark=str(result.watermark),
+            alerts_raised=len(result.alerts),
+            user_errors=outcome.user_errors,
+        )
+
+    @guarded(
+        Capability.BILLING_OPERATIONS,
+        description="Report every closed, due usage bucket to Stripe now (a worker does it every minute).",
+    )
+    async def report_usage(self, info: Info) -> ReportUsagePayload | None:
+        result: ReportResult = await report_usage(info.context.session_factory, info.context.stripe, utcnow())
+
+        async def work(session: AsyncSession, actor: Actor) -> ReportResult:
+            facts = {"reported": result.reported, "failed": result.failed, "notBilled": result.not_billed}
+            await record_audit(session, actor, "usage.report", "UsageBucket", None, after=facts)
+            return result
+
+        outcome = await run_mutation(info, work)
+        return ReportUsagePayload(
+            reported=result.reported,
+            failed=result.failed,
+            not_billed=result.not_billed,
+            unchanged=result.unchanged,
+            user_errors=outcome.user_errors,
+        )
