@@ -36,6 +36,7 @@ from schema.subscription.mutations import SubscriptionChangeQueries, Subscriptio
 from schema.subscription.queries import SubscriptionQueries
 from schema.usage.mutations import UsageMutations
 from schema.usage.queries import UsageQueries
+from schema.usage.types import USAGE_VALUE_SCALAR, UsageValue
 from schema.viewer import ViewerQueries
 from schema.webhook.mutations import WebhookMutations
 from schema.webhook.queries import WebhookQueries
@@ -89,12 +90,15 @@ class RoleSchema(strawberry.Schema):
         ]
 
 
+CONFIG = StrawberryConfig(auto_camel_case=True, scalar_map={UsageValue: USAGE_VALUE_SCALAR})
+
+
 def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Schema:
     if role is not None:
         capabilities = role_capabilities(role)
         mutations = Mutation.__strawberry_definition__.fields  # type: ignore[attr-defined]
         may_mutate = any(field_capability(f) in capabilities | {None} for f in mutations)
-        return RoleSchema(capabilities, query=Query, mutation=Mutation if may_mutate else None)
+        return RoleSchema(capabilities, query=Query, mutation=Mutation if may_mutate else None, config=CONFIG)
     # The depth and alias rules are built once: rule classes are stateless, and the validation
     # cache is keyed by them (rules rebuilt per request made every validation a cache miss).
     limits: list[type[ASTValidationRule]] = [
@@ -113,7 +117,7 @@ def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Sch
             ErrorPolicy,
             RecordDenials,
         ],
-        config=StrawberryConfig(auto_camel_case=True),
+        config=CONFIG,
     )
 
 

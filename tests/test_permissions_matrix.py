@@ -45,6 +45,11 @@ REACH: dict[str, tuple[str, list[Any]]] = {
     "Subscription": ('subscription(id: "{subscription}") { id %s }', ["subscription"]),
     "Invoice": ('invoice(id: "{invoice}") { id %s }', ["invoice"]),
     "AuditEntry": ("auditEntries(first: 1) { edges { node { id %s } } }", ["auditEntries", "edges", 0, "node"]),
+    "CustomerUsage": (
+        'usageSummary(meter: "api_calls", from: "2025-12-01T00:00:00Z", to: "2026-02-01T00:00:00Z") '
+        "{ topCustomers { value %s } }",
+        ["usageSummary", "topCustomers", 0],
+    ),
 }
 # Arguments a field needs (filled from the dataset)
 ARGUMENTS: dict[str, str] = {
@@ -89,6 +94,14 @@ ARGUMENTS: dict[str, str] = {
     "Mutation.reconcile": '(input: {customer: "{billing_customer}"})',
     "Mutation.resolveDiscrepancies": '(input: {run: "{reconciliation_run}", apply: true})',
     "Mutation.resyncCustomer": '(input: {customer: "{billing_customer}"})',
+    # usage
+    "Query.usageSummary": '(meter: "api_calls")',
+    "Mutation.createMeter": '(input: {key: "{meter_key}", name: "Probe", aggregation: SUM})',
+    "Mutation.setUsageQuota": '(input: {price: "{price}", meter: "api_calls", limit: 100})',
+    "Mutation.recordUsage": '(events: [{customer: "{customer}", meter: "api_calls", value: 1, '
+    'idempotencyKey: "{meter_key}"}])',
+    "Mutation.rollUpUsage": "",
+    "Mutation.reportUsage": "",
 }
 
 
@@ -112,6 +125,9 @@ EXPECTED_GUARDS = {
     "Query.staffMembers": Capability.ACCESS_ADMIN,
     "Query.securityEvents": Capability.SECURITY_EVENT_READ,
     "Query.auditChainStatus": Capability.AUDIT_CHAIN_READ,
+    "Mutation.recordUsage": Capability.USAGE_WRITE,
+    "Mutation.createMeter": Capability.CATALOG_MANAGE,
+    "Query.usageSummary": Capability.USAGE_READ,
 }
 
 
@@ -349,6 +365,7 @@ async def test_matrix(client: GraphQLClient, dataset: dict[str, str], principal:
         if g.type_name == "Mutation":
             values["api_key"] = await fresh_key_id(client)
             values["rotatable_key"] = await fresh_key_id(client)
+            values["meter_key"] = f"probe_{uuid.uuid4().hex[:12]}"
         field_text = fill(f"{g.field_name}{ARGUMENTS.get(g.key, '')}{g.selection}", values)
         if g.type_name == "Mutation":
             document, path = f"mutation {{ {field_text} }}", [g.field_name]

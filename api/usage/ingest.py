@@ -26,7 +26,7 @@ import orjson
 from api.common.globalid import decode_global_id
 from api.customer.models import CustomerStatus
 from api.usage.models import MeterAggregation, QuotaKind
-from api.usage.periods import period_usage
+from api.usage.periods import decimal_text, period_usage
 from api.usage.quotas import customer_quotas
 
 MAX_AGE = timedelta(days=35)  # Stripe meter events accept no older timestamp
@@ -303,8 +303,9 @@ async def load_meters(conn: asyncpg.Connection, keys: Iterable[str]) -> dict[str
 
 
 async def load_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[str, CustomerInfo]:
+    wanted = set(refs)
     by_kind: dict[str, set[str]] = defaultdict(set)
-    for ref in set(refs):
+    for ref in wanted:
         kind, key = customer_ref_kind(ref)
         by_kind[kind].add(key)
     rows = await conn.fetch(
@@ -322,7 +323,7 @@ async def load_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[
             found[r["stripe_customer_id"]] = info
         if r["external_id"]:
             found[r["external_id"]] = info
-    return {ref: found[key] for ref in set(refs) if (key := customer_ref_kind(ref)[1]) in found}
+    return {ref: found[key] for ref in wanted if (key := customer_ref_kind(ref)[1]) in found}
 
 
 # --- the batch --------------------------------------------------------------------------------------
@@ -398,8 +399,8 @@ async def _apply_hard_quotas(
                 Rejection(
                     event.index,
                     RejectCode.QUOTA_EXCEEDED,
-                    f"over the hard quota of {quota.limit.normalize()} for meter {event.meter.key!r} this period "
-                    f"(used {tracker.value.normalize()})",
+                    f"over the hard quota of {decimal_text(quota.limit)} for meter {event.meter.key!r} this period "
+                    f"(used {decimal_text(tracker.value)})",
                     "value",
                 )
             )

@@ -19,6 +19,11 @@ import asyncpg
 from api.usage.models import MeterAggregation
 
 
+def decimal_text(value: Decimal) -> str:
+    """`12.5`, `3`, `10`: never `1E+1`."""
+    return format(value.normalize(), "f")
+
+
 def floor_hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 

@@ -30,7 +30,7 @@ from api.errors import LedgerlineError, Rejected
 from api.stripe.gateway import StripeGateway
 from api.usage.ingest import MAX_AGE
 from api.usage.models import MeterAggregation
-from api.usage.periods import UsageWindow, usage_in_windows
+from api.usage.periods import UsageWindow, decimal_text, usage_in_windows
 
 log = logging.getLogger("ledgerline.usage")
 
@@ -105,11 +105,6 @@ def meter_event_identifier(customer_id: uuid.UUID, meter_id: uuid.UUID, bucket_s
 def retry_delay(attempts: int) -> timedelta:
     delay: timedelta = RETRY_BASE * 2 ** max(attempts - 1, 0)
     return min(delay, RETRY_CAP)
-
-
-def decimal_text(value: Decimal) -> str:
-    """`12.5`, `3`, never `1E+1`."""
-    return format(value.normalize(), "f")
 
 
 async def _value_to_send(conn: asyncpg.Connection, row: asyncpg.Record) -> tuple[Decimal, Decimal]:
@@ -199,7 +194,7 @@ async def _send(gateway: StripeGateway, event: MeterEventToSend, now: datetime) 
                 "timestamp": int(timestamp.timestamp()),
                 "payload": {
                     "stripe_customer_id": event.stripe_customer_id,
-                    "value": format(event.value.normalize(), "f"),
+                    "value": decimal_text(event.value),
                 },
             }
         )

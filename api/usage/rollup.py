@@ -25,7 +25,7 @@ from api.alert.models import AlertKind, AlertSeverity
 from api.alert.service import NewAlert, raise_alert
 from api.db import driver_connection
 from api.usage.ingest import INGEST_FENCE_LOCK
-from api.usage.periods import Pair, UsageWindow, usage_in_windows
+from api.usage.periods import Pair, UsageWindow, decimal_text, usage_in_windows
 from api.usage.quotas import crossed_thresholds, customer_quotas
 
 CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
@@ -119,10 +119,10 @@ async def _roll_chunk(session: AsyncSession, upper: int, result: RollupResult) -
         await conn.fetchval("SELECT count(*) FROM usage_event WHERE id > $1 AND id <= $2", watermark, high)
     )
     result.buckets += len(rows)
-    alerts = await raise_quota_alerts(session, {(r["customer_id"], r["meter_id"]) for r in rows})
-    result.alerts.extend(alerts)
+    # the watermark first: usage reads add the events above it to the buckets
     await conn.execute("UPDATE usage_rollup_state SET last_event_id = $1, updated_at = now() WHERE id = 1", high)
     result.watermark = high
+    result.alerts.extend(await raise_quota_alerts(session, {(r["customer_id"], r["meter_id"]) for r in rows}))
     return high < upper
 
 
@@ -151,8 +151,8 @@ async def raise_quota_alerts(session: AsyncSession, pairs: Iterable[Pair]) -> li
         for threshold in crossed_thresholds(used, quota.limit):
             details: dict[str, Any] = {
                 "meter": quota.meter_key,
-                "used": str(used.normalize()),
-                "limit": str(quota.limit.normalize()),
+                "used": decimal_text(used),
+                "limit": decimal_text(quota.limit),
                 "threshold": threshold,
                 "quotaKind": quota.kind.value,
                 "periodStart": quota.period_start.isoformat(),

@@ -26,7 +26,7 @@ from api.errors import Invalid, NotFound
 from api.stripe.gateway import StripeGateway
 from api.usage.ingest import IngestResult, ingest_events
 from api.usage.models import Meter, MeterAggregation, QuotaKind, ReportStatus, UsageBucket, UsageQuota
-from api.usage.periods import COMBINE, UsageWindow, floor_hour, hourly_rows, usage_in_windows
+from api.usage.periods import COMBINE, UsageWindow, decimal_text, floor_hour, hourly_rows, usage_in_windows
 from api.usage.quotas import CustomerQuota, customer_quotas
 from api.usage.reporting import STRIPE_FORMULA
 
@@ -169,7 +169,7 @@ async def set_usage_quota(
 
 
 def _quota_facts(quota: UsageQuota, meter: Meter) -> dict[str, Any]:
-    return {"meter": meter.key, "limit": str(quota.quota_limit.normalize()), "kind": quota.kind.value}
+    return {"meter": meter.key, "limit": decimal_text(quota.quota_limit), "kind": quota.kind.value}
 
 
 async def quotas_of_prices(session: AsyncSession, price_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[UsageQuota]]:

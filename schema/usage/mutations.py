@@ -60,7 +60,7 @@ class CreateMeterPayload:
 class SetUsageQuotaInput:
     price: strawberry.ID = strawberry.field(description="The plan's Price.")
     meter: str = strawberry.field(description="Meter key.")
-    limit: UsageValue | None = strawberry.field(  # type: ignore[valid-type]
+    limit: UsageValue | None = strawberry.field(
         description="Included per billing period, in the meter's aggregation; null removes the quota."
     )
     kind: QuotaKindEnum = QuotaKind.SOFT  # type: ignore[valid-type]
@@ -81,7 +81,7 @@ class UsageEventInput:
     idempotency_key: str = strawberry.field(
         description="Unique per customer: an event sent again with the same key is counted once (a duplicate)."
     )
-    value: UsageValue | None = strawberry.field(  # type: ignore[valid-type]
+    value: UsageValue | None = strawberry.field(
         default=None, description="Required for SUM, MAX and LATEST meters (≥ 0 except LATEST); ignored by COUNT."
     )
     timestamp: str | None = strawberry.field(
@@ -100,11 +100,6 @@ class UsageEventInput:
             "timestamp": self.timestamp,
             "properties": self.properties,
         }
-
-
-@strawberry.type
-class RecordUsageResult(RecordUsagePayload):
-    user_errors: list[UserError] = strawberry.field(description="A batch refused as a whole (e.g. too many events).")
 
 
 @strawberry.type(description="What a roll-up did.")
@@ -171,14 +166,14 @@ class UsageMutations:
         "rejected with their index and a code, the good ones are stored; an event already stored (same customer "
         "and idempotencyKey) is a duplicate. For high volume use `POST /v1/usage-events`.",
     )
-    async def record_usage(self, info: Info, events: list[UsageEventInput]) -> RecordUsageResult | None:
+    async def record_usage(self, info: Info, events: list[UsageEventInput]) -> RecordUsagePayload | None:
         if len(events) > GRAPHQL_BATCH_LIMIT:
             error = UserError(
                 field="events",
                 message=f"{len(events)} events in one call; at most {GRAPHQL_BATCH_LIMIT}",
                 code=Invalid.code,
             )
-            return RecordUsageResult(accepted=0, duplicates=0, rejected=0, errors=[], user_errors=[error])
+            return RecordUsagePayload.of(IngestResult(), [error])
         raw = [e.as_event() for e in events]
 
         async def work(session: AsyncSession, actor: Actor) -> IngestResult:
@@ -188,14 +183,7 @@ class UsageMutations:
             return result
 
         outcome = await run_mutation(info, work)
-        payload = RecordUsagePayload.of(outcome.value or IngestResult())
-        return RecordUsageResult(
-            accepted=payload.accepted,
-            duplicates=payload.duplicates,
-            rejected=payload.rejected,
-            errors=payload.errors,
-            user_errors=outcome.user_errors,
-        )
+        return RecordUsagePayload.of(outcome.value or IngestResult(), outcome.user_errors)
 
     @guarded(
         Capability.BILLING_OPERATIONS,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NewType
 
 import strawberry
 from graphql import FloatValueNode, IntValueNode, StringValueNode, ValueNode
@@ -14,12 +14,13 @@ from api.usage.models import Meter as MeterModel
 from api.usage.models import MeterAggregation, QuotaKind, ReportStatus
 from api.usage.models import UsageBucket as UsageBucketModel
 from api.usage.models import UsageQuota as UsageQuotaModel
-from api.usage.reporting import decimal_text
+from api.usage.periods import decimal_text
 from api.usage.service import CustomerUsage as CustomerUsageValue
 from api.usage.service import Granularity, QuotaStatus
 from api.usage.service import UsageSeries as UsageSeriesValue
 from api.usage.service import UsageSummary as UsageSummaryValue
 from schema.context import Info
+from schema.mutations import UserError
 from schema.permissions import guarded
 from schema.scalars import Node, to_global_id
 
@@ -57,8 +58,8 @@ def _parse_usage_literal(node: ValueNode, _variables: dict[str, Any] | None = No
     raise ValueError("a usage value is a number or a decimal string")
 
 
-UsageValue = strawberry.scalar(
-    Decimal,
+UsageValue = NewType("UsageValue", Decimal)
+USAGE_VALUE_SCALAR = strawberry.scalar(
     name="UsageValue",
     description='A usage quantity: a number (`3`, `0.25`) or a decimal string (`"0.25"`); read back as a string.',
     serialize=decimal_text,
@@ -96,7 +97,7 @@ class Meter(Node):
 @strawberry.type(description="One period of a usage series.")
 class UsagePoint:
     start: datetime = strawberry.field(description="Start of the period (UTC).")
-    value: UsageValue = strawberry.field(description="The meter's aggregation over the period.")  # type: ignore[valid-type]
+    value: UsageValue = strawberry.field(description="The meter's aggregation over the period.")
     event_count: int
 
 
@@ -104,7 +105,7 @@ class UsagePoint:
 class UsageSeries:
     meter: Meter
     granularity: GranularityEnum  # type: ignore[valid-type]
-    total: UsageValue = strawberry.field(  # type: ignore[valid-type]
+    total: UsageValue = strawberry.field(
         description="The meter's aggregation over the whole range (a SUM adds up, a MAX is the largest ...)."
     )
     event_count: int
@@ -116,9 +117,9 @@ class UsageSeries:
         return cls(
             meter=Meter.from_model(v.meter),
             granularity=granularity,
-            total=v.total,
+            total=UsageValue(v.total),
             event_count=v.event_count,
-            points=[UsagePoint(start=p.start, value=p.value, event_count=p.event_count) for p in v.points],
+            points=[UsagePoint(start=p.start, value=UsageValue(p.value), event_count=p.event_count) for p in v.points],
             as_of=as_of,
         )
 
@@ -126,7 +127,7 @@ class UsageSeries:
 @strawberry.type(description="One customer's share of a meter's usage.")
 class CustomerUsage:
     customer_id: strawberry.ID
-    value: UsageValue  # type: ignore[valid-type]
+    value: UsageValue
     event_count: int
 
     @guarded(Capability.CUSTOMER_READ, description="The customer.")
@@ -142,7 +143,7 @@ class CustomerUsage:
     def of(cls, v: CustomerUsageValue) -> CustomerUsage:
         return cls(
             customer_id=to_global_id("Customer", v.customer_id),
-            value=v.value,
+            value=UsageValue(v.value),
             event_count=v.event_count,
             local_id=v.customer_id,
         )
@@ -153,7 +154,7 @@ class UsageSummary:
     meter: Meter
     from_: datetime = strawberry.field(name="from")
     to: datetime
-    total: UsageValue = strawberry.field(description="The meter's aggregation over every event.")  # type: ignore[valid-type]
+    total: UsageValue = strawberry.field(description="The meter's aggregation over every event.")
     event_count: int
     customer_count: int = strawberry.field(description="Customers with usage in the range.")
     top_customers: list[CustomerUsage] = strawberry.field(description="By their own aggregate, largest first.")
@@ -165,7 +166,7 @@ class UsageSummary:
             meter=Meter.from_model(v.meter),
             from_=v.start,
             to=v.end,
-            total=v.total,
+            total=UsageValue(v.total),
             event_count=v.event_count,
             customer_count=v.customer_count,
             top_customers=[CustomerUsage.of(c) for c in v.top_customers],
@@ -177,8 +178,8 @@ class UsageSummary:
 class QuotaUsage:
     meter_key: str
     kind: QuotaKindEnum  # type: ignore[valid-type]
-    limit: UsageValue  # type: ignore[valid-type]
-    used: UsageValue  # type: ignore[valid-type]
+    limit: UsageValue
+    used: UsageValue
     percent: float = strawberry.field(description="used / limit * 100.")
     period_start: datetime
     period_end: datetime
@@ -189,8 +190,8 @@ class QuotaUsage:
         return cls(
             meter_key=q.meter_key,
             kind=q.kind,
-            limit=q.limit,
-            used=s.used,
+            limit=UsageValue(q.limit),
+            used=UsageValue(s.used),
             percent=round(s.percent, 2),
             period_start=q.period_start,
             period_end=q.period_end,
@@ -201,7 +202,7 @@ class QuotaUsage:
 class UsageQuota:
     price_id: strawberry.ID
     meter_id: strawberry.ID
-    limit: UsageValue  # type: ignore[valid-type]
+    limit: UsageValue
     kind: QuotaKindEnum  # type: ignore[valid-type]
 
     @classmethod
@@ -209,7 +210,7 @@ class UsageQuota:
         return cls(
             price_id=to_global_id("Price", m.price_id),
             meter_id=to_global_id("Meter", m.meter_id),
-            limit=m.quota_limit,
+            limit=UsageValue(m.quota_limit),
             kind=m.kind,
         )
 
@@ -219,12 +220,10 @@ class UsageBucket(Node):
     customer_id: strawberry.ID
     meter_id: strawberry.ID
     start: datetime = strawberry.field(description="The hour (UTC).")
-    value: UsageValue  # type: ignore[valid-type]
+    value: UsageValue
     event_count: int
     report_status: ReportStatusEnum  # type: ignore[valid-type]
-    reported_value: UsageValue | None = strawberry.field(  # type: ignore[valid-type]
-        description="What Stripe holds for this hour."
-    )
+    reported_value: UsageValue | None = strawberry.field(description="What Stripe holds for this hour.")
     report_attempts: int = strawberry.field(description="Failed attempts since the last success.")
     report_error: str | None
     reported_at: datetime | None
@@ -237,10 +236,10 @@ class UsageBucket(Node):
             customer_id=to_global_id("Customer", m.customer_id),
             meter_id=to_global_id("Meter", m.meter_id),
             start=m.bucket_start,
-            value=m.value,
+            value=UsageValue(m.value),
             event_count=m.event_count,
             report_status=m.report_status,
-            reported_value=m.reported_value,
+            reported_value=UsageValue(m.reported_value) if m.reported_value is not None else None,
             report_attempts=m.report_attempts,
             report_error=m.report_error,
             reported_at=m.reported_at,
@@ -266,9 +265,10 @@ class RecordUsagePayload:
     duplicates: int = strawberry.field(description="Already stored (same customer and idempotencyKey): ignored.")
     rejected: int
     errors: list[UsageEventError] = strawberry.field(description="One per rejected event, by index.")
+    user_errors: list[UserError] = strawberry.field(description="A batch refused as a whole (e.g. too many events).")
 
     @classmethod
-    def of(cls, r: IngestResult) -> RecordUsagePayload:
+    def of(cls, r: IngestResult, user_errors: list[UserError]) -> RecordUsagePayload:
         return cls(
             accepted=r.accepted,
             duplicates=r.duplicates,
@@ -277,4 +277,5 @@ class RecordUsagePayload:
                 UsageEventError(index=e.index, code=e.code.value, message=e.message, field=e.field)
                 for e in r.rejections
             ],
+            user_errors=user_errors,
         )
