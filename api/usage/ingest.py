@@ -434,6 +434,9 @@ ON CONFLICT (customer_id, idempotency_key) DO NOTHING
 async def _insert(conn: asyncpg.Connection, events: Sequence[ValidEvent], now: datetime) -> int:
     if not events:
         return 0
+    # one key order for every batch: concurrent batches that share keys (retries) then wait on
+    # each other instead of deadlocking (a stable sort keeps the first of equal keys first)
+    events = sorted(events, key=lambda e: (e.customer_id, e.idempotency_key))
     status = await conn.execute(
         INSERT_EVENTS,
         [e.customer_id for e in events],
