@@ -13,6 +13,7 @@ from arq.connections import RedisSettings
 from api.logs import configure_logging
 from api.runtime import Runtime
 from api.settings import get_settings
+from workers.dunning import run_dunning
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
 from workers.webhooks import process_webhook_event, sweep_webhook_events
 
@@ -54,12 +55,15 @@ class WorkerSettings:
         sweep_webhook_events,
         func(run_reconciliation, max_tries=1, timeout=3600),
         func(nightly_reconciliation, max_tries=1, timeout=3600),
+        func(run_dunning, max_tries=1, timeout=600),
     ]
     cron_jobs = [
         cron(heartbeat, second=0, unique=True, run_at_startup=True),
         cron(sweep_webhook_events, second=30, unique=True),
         # 03:00 UTC, when billing traffic is lowest
         cron(nightly_reconciliation, hour=3, minute=0, second=0, unique=True, timeout=3600),
+        # every minute: due dunning steps, trial-ending warnings, queued emails
+        cron(run_dunning, second=15, unique=True, timeout=600),
     ]
     on_startup = startup
     on_shutdown = shutdown
