@@ -3,14 +3,13 @@ stepped by the worker, and paused, resumed, retried or closed by staff (each aud
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.alert.models import AlertKind, AlertSeverity
 from api.alert.service import NewAlert, raise_alert
@@ -29,11 +28,9 @@ from api.dunning.lifecycle import (
 from api.dunning.models import CLOSED_STATUSES, DunningCase, DunningCaseStatus, DunningStep
 from api.dunning.policy import get_policy
 from api.dunning.steps import ActionResult, execute_step
-from api.errors import Invalid, ProviderError
+from api.errors import Invalid
 from api.invoice.models import Invoice, InvoiceStatus
 from api.stripe.gateway import StripeGateway
-
-log = logging.getLogger("ledgerline.dunning")
 
 MAX_REASON = 500
 
@@ -165,34 +162,6 @@ async def run_next_step(
     if case.status is not DunningCaseStatus.OPEN:
         await audit_case(session, DUNNING_ACTOR, f"dunningCase{case.status.value.title()}", case, before)
     return step
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    steps: int = 0
-    errors: int = 0
-
-
-async def run_due_steps(
-    session_factory: async_sessionmaker[AsyncSession], gateway: StripeGateway, now: datetime
-) -> RunReport:
-    """Every due step of every open case, oldest first, each step in its own transaction. A Stripe
-    outage leaves the case's step pending for the next round."""
-    async with session_factory() as session:
-        case_ids = await cases_with_due_steps(session, now)
-    steps = errors = 0
-    for case_id in case_ids:
-        try:
-            while True:
-                async with session_factory() as session, session.begin():
-                    step = await run_next_step(session, gateway, case_id, now)
-                if step is None:
-                    break
-                steps += 1
-        except ProviderError as exc:
-            errors += 1
-            log.warning("dunning case %s: Stripe failed, the step runs again next round: %s", case_id, exc)
-    return RunReport(steps, errors)
 
 
 # --- staff actions ----------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Queue an email in the caller's transaction; deliver queued emails after it committed.
 
 Delivery runs outside the transactions that queued the emails (habit 2: side effects after
-commit): each email is locked (SKIP LOCKED, so concurrent deliverers never send one twice), sent,
-and marked SENT in its own short transaction. A refused or unreachable server leaves the email
-PENDING for the next round, up to MAX_ATTEMPTS, then FAILED."""
+commit), one short transaction per email opened by the caller (the worker job): the email is
+locked (SKIP LOCKED, so concurrent deliverers never send one twice), sent, and marked SENT. A
+refused or unreachable server leaves the email PENDING for the next round, up to MAX_ATTEMPTS,
+then FAILED."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import utcnow
 from api.mail.models import EmailStatus, OutboundEmail
@@ -68,15 +69,19 @@ def make_sender(settings: Settings) -> SmtpSender | None:
     return SmtpSender(settings.smtp_url, settings.email_from) if settings.smtp_url else None
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    sent: int = 0
-    failed: int = 0
-    waiting: int = 0
+async def pending_email_ids(session: AsyncSession, limit: int = 500) -> list[uuid.UUID]:
+    rows = await session.execute(
+        select(OutboundEmail.id)
+        .where(OutboundEmail.status == EmailStatus.PENDING)
+        .order_by(OutboundEmail.created_at, OutboundEmail.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
 
 
-async def _deliver_one(session: AsyncSession, email_id: uuid.UUID, sender: SmtpSender) -> bool | None:
-    """True: sent; False: refused this time; None: taken by another deliverer or already done."""
+async def deliver_email(session: AsyncSession, email_id: uuid.UUID, sender: SmtpSender) -> bool | None:
+    """Send one pending email, locked (SKIP LOCKED) for the time of the send, and record the
+    outcome. True: sent; False: refused this time; None: taken by another deliverer or done."""
     email = (
         await session.execute(
             select(OutboundEmail)
@@ -94,34 +99,9 @@ async def _deliver_one(session: AsyncSession, email_id: uuid.UUID, sender: SmtpS
         if email.attempts >= MAX_ATTEMPTS:
             email.status = EmailStatus.FAILED
         log.warning("email %s to %s not sent (attempt %d): %s", email.id, email.to_address, email.attempts, exc)
+        await session.flush()
         return False
     email.status, email.sent_at, email.last_error = EmailStatus.SENT, utcnow(), None
+    await session.flush()
     log.info("email sent", extra={"email_id": str(email.id), "to": email.to_address, "subject": email.subject})
     return True
-
-
-async def deliver_pending(
-    session_factory: async_sessionmaker[AsyncSession], sender: SmtpSender | None, *, limit: int = 500
-) -> Delivery:
-    async with session_factory() as session:
-        ids = list(
-            (
-                await session.execute(
-                    select(OutboundEmail.id)
-                    .where(OutboundEmail.status == EmailStatus.PENDING)
-                    .order_by(OutboundEmail.created_at, OutboundEmail.id)
-                    .limit(limit)
-                )
-            ).scalars()
-        )
-    if sender is None:
-        if ids:
-            log.warning("%d emails wait in the outbox: SMTP_URL is not set", len(ids))
-        return Delivery(waiting=len(ids))
-    sent = failed = 0
-    for email_id in ids:
-        async with session_factory() as session, session.begin():
-            result = await _deliver_one(session, email_id, sender)
-        sent += result is True
-        failed += result is False
-    return Delivery(sent=sent, failed=failed)
