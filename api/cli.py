@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ from api.auth.roles import Role
 from api.auth.tokens import issue_token, parse_ttl
 from api.embedded import Services, embedded_services
 from api.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from api.mail.sink import SmtpSink
 
 app = typer.Typer(
     help="Ledgerline: the GraphQL back office (customers, subscriptions, invoices, usage, audit).",
@@ -180,7 +183,7 @@ def worker() -> None:
         run_worker(_entry(WORKER_SETTINGS), redis_settings=redis_settings)
 
 
-def _print_banner(settings: Settings, stripe_emulator: str | None = None) -> None:
+def _print_banner(settings: Settings, stripe_emulator: str | None = None, smtp_sink: str | None = None) -> None:
     base = f"http://{settings.host}:{settings.port}"
     console.print()
     console.rule("[bold green]Ledgerline is running")
@@ -190,6 +193,8 @@ def _print_banner(settings: Settings, stripe_emulator: str | None = None) -> Non
         console.print(f"Stripe:    local emulator at {stripe_emulator} (signed webhooks → {base}/webhooks/stripe)")
     else:
         console.print(f"Stripe:    {settings.stripe_api_base or 'api.stripe.com'} (webhooks → {base}/webhooks/stripe)")
+    if smtp_sink:
+        console.print(f"Email:     local SMTP sink at {smtp_sink} (each email is printed here)")
     console.print("Tokens (valid 8 h):")
     for role in Role:
         jwt = issue_token(settings, f"{role.value}@ledgerline.local", role)
@@ -247,6 +252,23 @@ def _start_stripe_emulator(settings: Settings) -> tuple[subprocess.Popen[bytes],
     return process, url
 
 
+def _start_smtp_sink(settings: Settings) -> SmtpSink | None:
+    """With SMTP_URL unset: a local SMTP server that accepts every email and prints who it was
+    for, so the demo's dunning and trial emails can be watched offline. Its URL is exported as
+    SMTP_URL for the API and worker started after it."""
+    if settings.smtp_url:
+        return None
+    from api.mail.sink import Received, SmtpSink
+
+    def show(received: Received) -> None:
+        console.print(f"[cyan]email[/cyan] to {', '.join(received.recipients)}: {received.subject}")
+
+    sink = SmtpSink(on_message=show).start()
+    os.environ["SMTP_URL"] = sink.url
+    get_settings.cache_clear()
+    return sink
+
+
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -276,6 +298,7 @@ def run(
         signal.signal(signum, terminate)
     processes: list[subprocess.Popen[bytes]] = []
     emulator: list[subprocess.Popen[bytes]] = []
+    sink: SmtpSink | None = None
     with services(settings) as urls:
         try:
             _migrate(urls.database_url)
@@ -287,11 +310,12 @@ def run(
             if started is not None:
                 emulator.append(started[0])
                 emulator_url = started[1]
+            sink = _start_smtp_sink(settings)
             cli = [sys.executable, "-m", "api.cli"]
             processes.append(subprocess.Popen([*cli, "serve"]))
             processes.append(subprocess.Popen([*cli, "worker"]))
             _wait_ready(f"http://{settings.host}:{settings.port}/readyz", processes[0])
-            _print_banner(get_settings(), emulator_url)
+            _print_banner(get_settings(), emulator_url, sink.url if sink is not None else None)
             while all(p.poll() is None for p in [*processes, *emulator]):
                 time.sleep(0.5)
             console.print("[red]a Ledgerline process stopped unexpectedly; shutting down[/red]")
@@ -302,7 +326,9 @@ def run(
             # the API and worker first, then the Stripe emulator, then (leaving the `with`) Redis and PostgreSQL
             _stop(processes)
             _stop(emulator)
-    console.print("stopped: API, worker, Stripe emulator, PostgreSQL and Redis are down")
+            if sink is not None:
+                sink.stop()
+    console.print("stopped: API, worker, Stripe emulator, email sink, PostgreSQL and Redis are down")
 
 
 def main() -> None:

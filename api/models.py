@@ -6,8 +6,10 @@ from api.auth.models import ApiKey, SecurityEvent, StaffMember
 from api.catalog.models import Price, Product
 from api.customer.models import Customer
 from api.db import Base
+from api.dunning.models import DunningCase, DunningPolicy, DunningStep
 from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
+from api.mail.models import OutboundEmail
 from api.reconciliation.models import Discrepancy, ReconciliationRun
 from api.subscription.models import Subscription, SubscriptionItem
 from api.usage.models import Meter, UsageBucket, UsageBucketValue, UsageEvent, UsageQuota, UsageRollupState
@@ -20,10 +22,14 @@ __all__ = [
     "Base",
     "Customer",
     "Discrepancy",
+    "DunningCase",
+    "DunningPolicy",
+    "DunningStep",
     "Invoice",
     "InvoiceLine",
     "Meter",
     "MutationIdempotency",
+    "OutboundEmail",
     "Payment",
     "Price",
     "Product",

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # Policies.
     support_refund_limit: Decimal = Field(Decimal("100.00"), description="Support's cap per refund/credit.")
 
+    # Email (dunning, trial endings).
+    smtp_url: str | None = Field(
+        None, description="smtp://[user:password@]host:port (or smtps://, smtp+starttls://); unset → no sending."
+    )
+    email_from: str = Field("Ledgerline Billing <billing@ledgerline.local>", description="From of customer emails.")
+
     # Demo data.
     seed_customers: int = Field(200, description="Customers `make run` seeds into an empty database.")
 

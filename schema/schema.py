@@ -25,6 +25,8 @@ from schema.catalog.queries import CatalogQueries
 from schema.coupon.mutations import CouponMutations
 from schema.customer.mutations import CustomerMutations
 from schema.customer.queries import CustomerQueries
+from schema.dunning.mutations import DunningMutations
+from schema.dunning.queries import DunningQueries
 from schema.errors import ErrorPolicy
 from schema.invoice.mutations import InvoiceMutations
 from schema.invoice.queries import InvoiceQueries
@@ -56,6 +58,7 @@ Query = merge_types(
         WebhookQueries,
         ReconciliationQueries,
         AlertQueries,
+        DunningQueries,
     ),
 )
 
@@ -71,6 +74,7 @@ Mutation = merge_types(
         CouponMutations,
         ReconciliationMutations,
         UsageMutations,
+        DunningMutations,
     ),
 )
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Price, PriceInterval, Product, UsageType
 from api.customer.models import Customer, CustomerStatus, CustomerTier
+from api.dunning.models import DunningCase, DunningCaseStatus
 from api.invoice.models import Invoice, InvoiceLine, InvoiceStatus
 from api.subscription.models import Subscription, SubscriptionItem, SubscriptionStatus
 from api.usage.models import Meter, MeterAggregation, UsageEvent
@@ -97,5 +98,18 @@ class Builder:
                 value=value,
                 occurred_at=at,
                 idempotency_key=uuid.uuid4().hex,
+            )
+        )
+
+    async def dunning_case(self, invoice: Invoice, status: DunningCaseStatus = DunningCaseStatus.OPEN) -> DunningCase:
+        """A case without steps (the webhook path builds real ones; see tests/test_dunning.py)."""
+        return await self._add(  # type: ignore[no-any-return]
+            DunningCase(
+                invoice_id=invoice.id,
+                customer_id=invoice.customer_id,
+                status=status,
+                tier=CustomerTier.PRO,
+                opened_at=BASE_TIME,
+                paused_at=BASE_TIME if status is DunningCaseStatus.PAUSED else None,
             )
         )

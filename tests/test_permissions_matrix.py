@@ -25,7 +25,10 @@ from api.auth.apikeys import create_api_key
 from api.auth.models import ApiKey, StaffMember
 from api.auth.permissions import MATRIX, Capability, required_roles, required_scopes
 from api.auth.roles import Role, Scope
+from api.customer.models import Customer
 from api.db import make_engine, make_session_factory
+from api.dunning.models import DunningCaseStatus
+from api.invoice.models import Invoice, InvoiceStatus
 from api.reconciliation.models import ReconciliationRun, ReconciliationScope, ReconciliationStatus
 from api.settings import Settings
 from api.webhook.models import WebhookEvent, WebhookStatus
@@ -50,6 +53,7 @@ REACH: dict[str, tuple[str, list[Any]]] = {
         "{ topCustomers { value %s } }",
         ["usageSummary", "topCustomers", 0],
     ),
+    "DunningCase": ("dunningCases(first: 1) { nodes { id %s } }", ["dunningCases", "nodes", 0]),
 }
 # Arguments a field needs (filled from the dataset)
 ARGUMENTS: dict[str, str] = {
@@ -102,6 +106,13 @@ ARGUMENTS: dict[str, str] = {
     'idempotencyKey: "{meter_key}"}])',
     "Mutation.rollUpUsage": "",
     "Mutation.reportUsage": "",
+    # dunning: fresh cases per principal in the state each action needs (see fresh_dunning_cases)
+    "Mutation.updateDunningPolicy": "(input: {tier: CUSTOM, steps: [{day: 0, actions: [EMAIL_PAYMENT_FAILED]}, "
+    "{day: 5, actions: [RETRY_PAYMENT, EMAIL_RETRY_FAILED]}, {day: 10, actions: [CANCEL_SUBSCRIPTION]}]})",
+    "Mutation.pauseDunning": '(input: {case: "{open_dunning_case}"})',
+    "Mutation.resumeDunning": '(input: {case: "{paused_dunning_case}"})',
+    "Mutation.closeDunningCase": '(input: {case: "{closable_dunning_case}", reason: "probe"})',
+    "Mutation.retryDunningNow": '(input: {case: "{retryable_dunning_case}"})',
 }
 
 
@@ -128,6 +139,12 @@ EXPECTED_GUARDS = {
     "Mutation.recordUsage": Capability.USAGE_WRITE,
     "Mutation.createMeter": Capability.CATALOG_MANAGE,
     "Query.usageSummary": Capability.USAGE_READ,
+    "Query.dunningCases": Capability.INVOICE_READ,
+    "Query.dunningPolicies": Capability.INVOICE_READ,
+    "DunningCase.customer": Capability.CUSTOMER_READ,
+    "Mutation.updateDunningPolicy": Capability.DUNNING_POLICY_MANAGE,
+    **{f"Mutation.{m}": Capability.BILLING_OPERATIONS for m in ("pauseDunning", "resumeDunning", "retryDunningNow")},
+    "Mutation.closeDunningCase": Capability.BILLING_OPERATIONS,
 }
 
 
@@ -220,6 +237,7 @@ async def dataset(matrix_db: str) -> dict[str, str]:
             stripe_created_at=BASE_TIME,
         )
         session.add(webhook_event)
+        await b.dunning_case(await b.invoice(customer, status=InvoiceStatus.OPEN))  # reached by DunningCase fields
         reconciliation_run = ReconciliationRun(
             scope=ReconciliationScope.ALL, status=ReconciliationStatus.COMPLETED, requested_by="owner@test"
         )
@@ -301,8 +319,29 @@ async def fresh_billing_objects(client: GraphQLClient) -> dict[str, str]:
         "open_invoice": await invoice("finalizeInvoice"),
         "payable_invoice": await invoice("finalizeInvoice"),
         "paid_invoice": await invoice("finalizeInvoice", "payInvoice"),
+        "dunning_invoice": await invoice("finalizeInvoice"),
         "coupon": str(coupon["coupon"]["stripeCouponId"]),
         "promotion_code": f"PROBE{uuid.uuid4().hex[:10].upper()}",
+    }
+
+
+async def fresh_dunning_cases(client: GraphQLClient, billing: dict[str, str]) -> dict[str, str]:
+    """Cases in the state each dunning action needs: OPEN (pause, close), PAUSED (resume), and
+    OPEN on a Stripe invoice the customer's card pays (retry now)."""
+    retry_invoice_id = uuid.UUID(base64.b64decode(billing["dunning_invoice"]).decode().split(":")[1])
+    async with client.runtime.session_factory() as session, session.begin():
+        b = Builder(session)
+        retry_invoice = await session.get(Invoice, retry_invoice_id)
+        assert retry_invoice is not None
+        customer = await session.get(Customer, retry_invoice.customer_id)
+        assert customer is not None
+        cases = {"retryable": await b.dunning_case(retry_invoice)}
+        for name in ("open", "paused", "closable"):
+            status = DunningCaseStatus.PAUSED if name == "paused" else DunningCaseStatus.OPEN
+            cases[name] = await b.dunning_case(await b.invoice(customer, status=InvoiceStatus.OPEN), status)
+    return {
+        f"{name}_dunning_case": base64.b64encode(f"DunningCase:{case.id}".encode()).decode()
+        for name, case in cases.items()
     }
 
 
@@ -360,6 +399,7 @@ async def test_matrix(client: GraphQLClient, dataset: dict[str, str], principal:
     stripe_subscription = await fresh_stripe_subscription(client, dataset)
     trial_until = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0).isoformat()
     billing = await fresh_billing_objects(client)
+    billing.update(await fresh_dunning_cases(client, billing))
     for g in GUARDED:
         values = {**dataset, **billing, "stripe_subscription": stripe_subscription, "trial_until": trial_until}
         if g.type_name == "Mutation":

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 import stripe
 from arq import func
-from arq.connections import RedisSettings
-from arq.worker import Worker
 from sqlalchemy import func as sql_func
 from sqlalchemy import select, update
 
@@ -25,7 +23,7 @@ from api.subscription.models import Subscription
 from tests.conftest import GraphQLClient
 from tests.factories import Builder
 from tests.stripe_emulator import EmulatorHandle, run_emulator
-from tests.stripe_support import IGNORE_HTTPX_DATA_WARNING, audit_count, run, stripe_app
+from tests.stripe_support import IGNORE_HTTPX_DATA_WARNING, audit_count, run, run_worker, stripe_app
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_HTTPX_DATA_WARNING)
@@ -113,19 +111,7 @@ async def discrepancies(client: GraphQLClient, run_id: str, **filters: Any) -> l
 
 
 async def burst(client: GraphQLClient, *functions: Any) -> None:
-    assert client.settings.redis_url is not None
-    worker = Worker(
-        functions=[func(f, max_tries=1) for f in functions],
-        redis_settings=RedisSettings.from_dsn(client.settings.redis_url),
-        burst=True,
-        poll_delay=0,
-        handle_signals=False,
-        ctx={"runtime": client.runtime},
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await run_worker(client, [func(f, max_tries=1) for f in functions])
 
 
 def by_field(items: list[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:

@@ -109,6 +109,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert set(tokens) == {"owner", "operations", "finance", "support", "analyst"}
         assert f"http://127.0.0.1:{port}/graphql" in "".join(run.output)
         assert "Stripe:    local emulator at http://127.0.0.1:" in "".join(run.output)  # no Stripe configured
+        assert "Email:     local SMTP sink at smtp://127.0.0.1:" in "".join(run.output)  # no SMTP_URL
         assert customers_total(port, tokens["owner"]) == 25
         page = httpx.get(f"http://127.0.0.1:{port}/graphql", headers={"accept": "text/html"}, timeout=10)
         assert page.status_code == 200 and "graphiql" in page.text.lower()

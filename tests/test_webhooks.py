@@ -3,9 +3,7 @@ deliveries, processing by a burst arq worker, the webhookEvents log and reproces
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,27 +11,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import stripe
-import uvicorn
-from arq import func
-from arq.connections import RedisSettings
-from arq.worker import Worker
 from sqlalchemy import func as sql_func
 from sqlalchemy import select
 
-from api.app import create_app
 from api.auth.models import SecurityEvent, SecurityEventKind
 from api.auth.roles import Role
 from api.customer.models import Customer
 from api.invoice.models import Invoice, InvoiceStatus, Payment, PaymentStatus, Refund
 from api.subscription.models import Subscription, SubscriptionItem
 from api.webhook.models import WebhookEvent, WebhookStatus
-from schema.asgi import graphql_factory
 from tests.conftest import GraphQLClient
 from tests.factories import Builder
 from tests.stripe_emulator import EmulatorHandle, run_emulator, sign_payload
-from tests.stripe_support import IGNORE_HTTPX_DATA_WARNING, audit_count, run, stripe_app
-from workers.webhooks import process_webhook_event
+from tests.stripe_support import (
+    IGNORE_HTTPX_DATA_WARNING,
+    audit_count,
+    declined_invoice,
+    deliver_and_process,
+    drain,
+    run,
+    sdk,
+    serving_webhooks,
+    stripe_app,
+)
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_HTTPX_DATA_WARNING)
 
@@ -71,57 +71,8 @@ async def client(
         webhook_max_attempts=2,
         webhook_retry_base_seconds=0.05,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(client.runtime, graphql_factory), lifespan="off", log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(1000):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    emulator.configure_webhooks(f"http://127.0.0.1:{port}/webhooks/stripe", SECRET)
-    try:
+    async with serving_webhooks(client, emulator, SECRET):
         yield client
-    finally:
-        emulator.configure_webhooks(None)
-        await drain(client)
-        server.should_exit = True
-        await serving
-        sock.close()
-
-
-def sdk(emulator: EmulatorHandle) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_direct", base_addresses={"api": emulator.url}, max_network_retries=0)
-
-
-async def deliver(emulator: EmulatorHandle) -> None:
-    assert await asyncio.to_thread(emulator.flush_webhooks, 30)
-
-
-async def drain(client: GraphQLClient) -> Worker:
-    """A burst worker runs every queued webhook job (deferred retries included) to the end."""
-    assert client.settings.redis_url is not None
-    worker = Worker(
-        functions=[func(process_webhook_event, max_tries=50, keep_result=0)],
-        redis_settings=RedisSettings.from_dsn(client.settings.redis_url),
-        burst=True,
-        poll_delay=0,
-        handle_signals=False,
-        ctx={"runtime": client.runtime},
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    return worker
-
-
-async def deliver_and_process(client: GraphQLClient, emulator: EmulatorHandle) -> None:
-    await deliver(emulator)
-    await drain(client)
 
 
 def event(event_type: str, obj: dict[str, Any], created: int | None = None, event_id: str | None = None) -> str:
@@ -396,17 +347,9 @@ async def test_invoice_payment_failed_then_paid_then_refunded_updates_the_local_
     )
     stripe_customer = created["customer"]["stripeCustomerId"]
     s = sdk(emulator).v1
-    await s.invoice_items.create_async({"customer": stripe_customer, "amount": 4200, "currency": "usd"})
-    invoice = await s.invoices.create_async(
-        {"customer": stripe_customer, "auto_advance": False, "pending_invoice_items_behavior": "include"}
-    )
-    assert invoice.id is not None
-    await s.invoices.finalize_invoice_async(invoice.id)
-    with pytest.raises(stripe.CardError):
-        await s.invoices.pay_async(invoice.id)
-    await deliver_and_process(client, emulator)
+    invoice_id = await declined_invoice(client, emulator, stripe_customer)
     async with client.runtime.session_factory() as session:
-        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice.id))).scalar_one()
+        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))).scalar_one()
         (failed_payment,) = (await session.execute(select(Payment).where(Payment.invoice_id == local.id))).scalars()
     assert local.status is InvoiceStatus.OPEN and local.attempt_count == 1 and local.amount_remaining == 4200
     assert local.number and local.hosted_invoice_url and local.finalized_at
@@ -417,11 +360,11 @@ async def test_invoice_payment_failed_then_paid_then_refunded_updates_the_local_
     card = await s.payment_methods.attach_async("pm_card_visa", {"customer": stripe_customer})
     assert card.id is not None
     await s.customers.update_async(stripe_customer, {"invoice_settings": {"default_payment_method": card.id}})
-    paid = await s.invoices.pay_async(invoice.id)
+    paid = await s.invoices.pay_async(invoice_id)
     assert paid.status == "paid"
     await deliver_and_process(client, emulator)
     async with client.runtime.session_factory() as session:
-        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice.id))).scalar_one()
+        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))).scalar_one()
         payments = list((await session.execute(select(Payment).where(Payment.invoice_id == local.id))).scalars())
     assert local.status is InvoiceStatus.PAID and local.amount_paid == 4200 and local.paid_at is not None
     assert [p.status for p in payments] == [PaymentStatus.SUCCEEDED] and payments[0].amount == 4200
@@ -430,7 +373,7 @@ async def test_invoice_payment_failed_then_paid_then_refunded_updates_the_local_
     await s.refunds.create_async({"payment_intent": payments[0].stripe_payment_intent_id, "amount": 1000})
     await deliver_and_process(client, emulator)
     async with client.runtime.session_factory() as session:
-        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice.id))).scalar_one()
+        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))).scalar_one()
         refunds = list((await session.execute(select(Refund))).scalars())
     assert local.amount_refunded == 1000 and [r.amount for r in refunds] == [1000]
     # a stale invoice.payment_failed delivered again (Stripe's retry) leaves the paid invoice alone
@@ -440,7 +383,7 @@ async def test_invoice_payment_failed_then_paid_then_refunded_updates_the_local_
     await post_signed(client, json.dumps(payload))
     await drain(client)
     async with client.runtime.session_factory() as session:
-        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice.id))).scalar_one()
+        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))).scalar_one()
     assert local.status is InvoiceStatus.PAID and local.amount_paid == 4200
 
 
@@ -458,17 +401,9 @@ async def test_a_payment_the_inbox_saw_fail_then_paid_by_pay_invoice_stays_one_r
     )
     stripe_customer = created["customer"]["stripeCustomerId"]
     s = sdk(emulator).v1
-    await s.invoice_items.create_async({"customer": stripe_customer, "amount": 4200, "currency": "usd"})
-    invoice = await s.invoices.create_async(
-        {"customer": stripe_customer, "auto_advance": False, "pending_invoice_items_behavior": "include"}
-    )
-    assert invoice.id is not None
-    await s.invoices.finalize_invoice_async(invoice.id)
-    with pytest.raises(stripe.CardError):
-        await s.invoices.pay_async(invoice.id)
-    await deliver_and_process(client, emulator)
+    invoice_id = await declined_invoice(client, emulator, stripe_customer)
     async with client.runtime.session_factory() as session:
-        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice.id))).scalar_one()
+        local = (await session.execute(select(Invoice).where(Invoice.stripe_invoice_id == invoice_id))).scalar_one()
         (failed,) = (await session.execute(select(Payment).where(Payment.invoice_id == local.id))).scalars()
     assert failed.status is PaymentStatus.FAILED and failed.stripe_payment_intent_id is not None
     card = await s.payment_methods.attach_async("pm_card_visa", {"customer": stripe_customer})

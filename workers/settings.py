@@ -13,6 +13,7 @@ from arq.connections import RedisSettings
 from api.logs import configure_logging
 from api.runtime import Runtime
 from api.settings import get_settings
+from workers.dunning import run_dunning
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
 from workers.usage import report_usage_to_stripe, roll_up_usage
 from workers.webhooks import process_webhook_event, sweep_webhook_events
@@ -57,6 +58,7 @@ class WorkerSettings:
         func(nightly_reconciliation, max_tries=1, timeout=3600),
         func(roll_up_usage, max_tries=1, timeout=1800),
         func(report_usage_to_stripe, max_tries=1, timeout=1800),
+        func(run_dunning, max_tries=1, timeout=600),
     ]
     cron_jobs = [
         cron(heartbeat, second=0, unique=True, run_at_startup=True),
@@ -66,6 +68,8 @@ class WorkerSettings:
         # every minute; a run that overruns is not doubled (unique), and the next one catches up
         cron(roll_up_usage, second=10, unique=True, timeout=1800),
         cron(report_usage_to_stripe, second=40, unique=True, timeout=1800),
+        # every minute: due dunning steps, trial-ending warnings, queued emails
+        cron(run_dunning, second=15, unique=True, timeout=600),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -372,6 +372,25 @@ async def void_invoice(
     )
 
 
+async def mark_invoice_uncollectible(
+    session: AsyncSession, actor: Actor, gateway: StripeGateway, invoice_id: uuid.UUID, idempotency_key: str | None
+) -> InvoiceOutcome:
+    """Open → uncollectible: Stripe stops collecting it (dunning's last resort); it can still be
+    paid or voided later."""
+    return await _transition(
+        session,
+        actor,
+        invoice_id,
+        idempotency_key,
+        action="markInvoiceUncollectible",
+        allowed=(InvoiceStatus.OPEN,),
+        refusal="only an open invoice can be marked uncollectible",
+        call=lambda stripe_id, key: gateway.mark_invoice_uncollectible(stripe_id, idempotency_key=key),
+        step="mark-uncollectible",
+        gateway=gateway,
+    )
+
+
 async def pay_invoice(
     session: AsyncSession, actor: Actor, gateway: StripeGateway, invoice_id: uuid.UUID, idempotency_key: str | None
 ) -> InvoiceOutcome:

@@ -225,6 +225,11 @@ class StripeGateway:
             self.v1.invoices.void_invoice_async(invoice_id, {}, {"idempotency_key": idempotency_key}), None
         )
 
+    async def mark_invoice_uncollectible(self, invoice_id: str, *, idempotency_key: str) -> stripe.Invoice:
+        return await self._call(
+            self.v1.invoices.mark_uncollectible_async(invoice_id, {}, {"idempotency_key": idempotency_key}), None
+        )
+
     async def pay_invoice(
         self, invoice_id: str, params: InvoicePayParams, *, idempotency_key: str, fields: Fields | None = None
     ) -> stripe.Invoice:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.customer.models import Customer, CustomerStatus, CustomerTier
+from api.dunning.cases import open_case, recover_case
 from api.invoice.models import Invoice, Payment, Refund
 from api.stripe.invoice_mirror import (
     INVOICE_PROGRESS,
@@ -236,6 +237,20 @@ async def invoice_changed(session: AsyncSession, data: EventData) -> Applied:
     return Applied(invoice.customer_id)
 
 
+async def invoice_payment_failed(session: AsyncSession, data: EventData) -> Applied:
+    """The invoice as for every invoice event, then its dunning case (opened once per invoice)."""
+    applied = await invoice_changed(session, data)
+    await open_case(session, as_invoice(data.object).id, data.created)
+    return applied
+
+
+async def invoice_paid(session: AsyncSession, data: EventData) -> Applied:
+    """The invoice, then its dunning case (if any) is recovered and its pending steps dropped."""
+    applied = await invoice_changed(session, data)
+    await recover_case(session, as_invoice(data.object).id, data.created)
+    return applied
+
+
 # --- refunds ------------------------------------------------------------------------------------------
 
 
@@ -279,6 +294,8 @@ HANDLERS: dict[str, Handler] = {
         f"invoice.{kind}": invoice_changed
         for kind in ("created", "finalized", "paid", "payment_failed", "voided", "marked_uncollectible")
     },
+    "invoice.payment_failed": invoice_payment_failed,
+    "invoice.paid": invoice_paid,
     "charge.refunded": charge_refunded,
     "refund.created": refund_created,
 }
