@@ -74,11 +74,20 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_quota')),
     sa.UniqueConstraint('price_id', 'meter_id', name='uq_usage_quota_price_id_meter_id')
     )
+    # ingest speed: no per-row foreign-key checks, no index the reads do not use (see UsageEvent)
+    op.drop_constraint("fk_usage_event_customer_id_customer", "usage_event", type_="foreignkey")
+    op.drop_constraint("fk_usage_event_meter_id_meter", "usage_event", type_="foreignkey")
+    op.drop_index("ix_usage_event_customer_id_meter_id_occurred_at", table_name="usage_event")
     # the single watermark row: the roll-up locks it, so roll-ups never overlap
     op.execute("INSERT INTO usage_rollup_state (id, last_event_id) VALUES (1, 0)")
 
 
 def downgrade() -> None:
+    op.create_index(
+        "ix_usage_event_customer_id_meter_id_occurred_at", "usage_event", ["customer_id", "meter_id", "occurred_at"]
+    )
+    op.create_foreign_key("fk_usage_event_meter_id_meter", "usage_event", "meter", ["meter_id"], ["id"])
+    op.create_foreign_key("fk_usage_event_customer_id_customer", "usage_event", "customer", ["customer_id"], ["id"])
     op.drop_table('usage_quota')
     op.drop_index('ix_usage_bucket_report_due', table_name='usage_bucket', postgresql_where=sa.text("report_status IN ('PENDING', 'FAILED')"))
     op.drop_index('ix_usage_bucket_meter_id_bucket_start', table_name='usage_bucket')
