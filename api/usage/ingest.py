@@ -10,6 +10,7 @@ and a batch of 1,000 events costs four statements whatever its size."""
 
 from __future__ import annotations
 
+import base64
 import enum
 import math
 import uuid
@@ -114,17 +115,6 @@ class CustomerInfo:
 
 
 @dataclass(slots=True)
-class ParsedEvent:
-    index: int
-    customer_ref: str
-    meter_key: str
-    raw_value: Any
-    occurred_at: datetime
-    idempotency_key: str
-    properties: dict[str, Any] | None
-
-
-@dataclass(slots=True)
 class ValidEvent:
     index: int
     customer_id: uuid.UUID
@@ -138,16 +128,16 @@ class ValidEvent:
 # --- shape ------------------------------------------------------------------------------------------
 
 
-def _text(raw: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+def _required_text(raw: Mapping[str, Any], name: str) -> str:
     value = raw.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            code = RejectCode.IDEMPOTENCY_KEY_MISSING if name == "idempotencyKey" else RejectCode.INVALID_EVENT
-            raise EventRejected(code, f"`{name}` is required", name)
-        return None
-    if not isinstance(value, str):
+    if type(value) is str:
+        value = value.strip()
+        if value:
+            return value
+    elif value is not None:
         raise EventRejected(RejectCode.INVALID_EVENT, f"`{name}` must be a string", name)
-    return value.strip()
+    code = RejectCode.IDEMPOTENCY_KEY_MISSING if name == "idempotencyKey" else RejectCode.INVALID_EVENT
+    raise EventRejected(code, f"`{name}` is required", name)
 
 
 def parse_timestamp(value: Any, now: datetime) -> datetime:
@@ -181,31 +171,50 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def parse_event(index: int, raw: Any, now: datetime) -> ParsedEvent:
+def check_event(
+    index: int, raw: Any, meters: Mapping[str, MeterInfo], customers: Mapping[str, CustomerInfo], now: datetime
+) -> ValidEvent:
+    """One event, checked alone: its shape, its customer and meter, its value and its time."""
     if isinstance(raw, Malformed):
         raise EventRejected(RejectCode.INVALID_EVENT, raw.reason)
-    if not isinstance(raw, dict):
+    if type(raw) is not dict:
         raise EventRejected(RejectCode.INVALID_EVENT, "an event must be a JSON object")
-    key = _text(raw, "idempotencyKey")
-    assert key is not None
+    key = _required_text(raw, "idempotencyKey")
     if len(key) > MAX_KEY_LENGTH:
         raise EventRejected(
             RejectCode.INVALID_EVENT, f"`idempotencyKey` is longer than {MAX_KEY_LENGTH} characters", "idempotencyKey"
         )
     properties = raw.get("properties")
-    if properties is not None and not isinstance(properties, dict):
+    if properties is not None and type(properties) is not dict:
         raise EventRejected(RejectCode.INVALID_EVENT, "`properties` must be an object", "properties")
-    customer, meter = _text(raw, "customer"), _text(raw, "meter")
-    assert customer is not None and meter is not None
-    return ParsedEvent(
-        index=index,
-        customer_ref=customer,
-        meter_key=meter,
-        raw_value=raw.get("value"),
-        occurred_at=parse_timestamp(raw.get("timestamp"), now),
-        idempotency_key=key,
-        properties=properties,
-    )
+    meter_key = _required_text(raw, "meter")
+    meter = meters.get(meter_key)
+    if meter is None:
+        raise EventRejected(RejectCode.UNKNOWN_METER, f"no meter with key {meter_key!r}", "meter")
+    customer_ref = _required_text(raw, "customer")
+    customer = customers.get(customer_ref)
+    if customer is None:
+        raise EventRejected(RejectCode.UNKNOWN_CUSTOMER, f"no customer {customer_ref!r}", "customer")
+    if customer.status is CustomerStatus.SUSPENDED:
+        raise EventRejected(RejectCode.CUSTOMER_SUSPENDED, f"customer {customer_ref!r} is suspended", "customer")
+    value = event_value(meter, raw.get("value"), properties)
+    occurred_at = parse_timestamp(raw.get("timestamp"), now)
+    check_time(occurred_at, now)
+    return ValidEvent(index, customer.id, meter, value, occurred_at, key, properties)
+
+
+def _references(raw_events: Sequence[Any]) -> tuple[set[str], set[str]]:
+    """The meter keys and customer references a batch names (what its lookups need)."""
+    meter_keys: set[str] = set()
+    customer_refs: set[str] = set()
+    for raw in raw_events:
+        if type(raw) is dict:
+            meter, customer = raw.get("meter"), raw.get("customer")
+            if type(meter) is str:
+                meter_keys.add(meter.strip())
+            if type(customer) is str:
+                customer_refs.add(customer.strip())
+    return meter_keys, customer_refs
 
 
 # --- values -----------------------------------------------------------------------------------------
@@ -274,18 +283,23 @@ def check_time(occurred_at: datetime, now: datetime) -> None:
 # --- lookups ----------------------------------------------------------------------------------------
 
 
+GLOBAL_CUSTOMER_ID_PREFIX = base64.b64encode(b"Customer:").decode()  # every customer global id starts so
+
+
 def customer_ref_kind(ref: str) -> tuple[str, str]:
     """How a customer reference is read: a Ledgerline id (UUID or global id), a Stripe customer id
     (`cus_…`), else the customer's external id."""
-    try:
-        return "id", str(uuid.UUID(ref))
-    except ValueError:
-        pass
+    if len(ref) in (32, 36):
+        try:
+            return "id", str(uuid.UUID(ref))
+        except ValueError:
+            pass
     if ref.startswith("cus_"):
         return "stripe", ref
-    decoded = decode_global_id(ref, "Customer")
-    if decoded is not None:
-        return "id", str(decoded)
+    if ref.startswith(GLOBAL_CUSTOMER_ID_PREFIX):
+        decoded = decode_global_id(ref, "Customer")
+        if decoded is not None:
+            return "id", str(decoded)
     return "external", ref
 
 
@@ -303,10 +317,9 @@ async def load_meters(conn: asyncpg.Connection, keys: Iterable[str]) -> dict[str
 
 
 async def load_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[str, CustomerInfo]:
-    wanted = set(refs)
+    kinds = {ref: customer_ref_kind(ref) for ref in set(refs)}
     by_kind: dict[str, set[str]] = defaultdict(set)
-    for ref in wanted:
-        kind, key = customer_ref_kind(ref)
+    for kind, key in kinds.values():
         by_kind[kind].add(key)
     rows = await conn.fetch(
         """SELECT id, status, stripe_customer_id, external_id FROM customer
@@ -318,48 +331,15 @@ async def load_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[
     found: dict[str, CustomerInfo] = {}
     for r in rows:
         info = CustomerInfo(r["id"], CustomerStatus(r["status"]))
-        found[("id", str(r["id"]))[1]] = info
+        found[str(r["id"])] = info
         if r["stripe_customer_id"]:
             found[r["stripe_customer_id"]] = info
         if r["external_id"]:
             found[r["external_id"]] = info
-    return {ref: found[key] for ref in wanted if (key := customer_ref_kind(ref)[1]) in found}
+    return {ref: found[key] for ref, (_, key) in kinds.items() if key in found}
 
 
 # --- the batch --------------------------------------------------------------------------------------
-
-
-def _validate(
-    parsed: Sequence[ParsedEvent],
-    meters: Mapping[str, MeterInfo],
-    customers: Mapping[str, CustomerInfo],
-    now: datetime,
-    result: IngestResult,
-) -> list[ValidEvent]:
-    valid: list[ValidEvent] = []
-    for event in parsed:
-        try:
-            meter = meters.get(event.meter_key)
-            if meter is None:
-                raise EventRejected(RejectCode.UNKNOWN_METER, f"no meter with key {event.meter_key!r}", "meter")
-            customer = customers.get(event.customer_ref)
-            if customer is None:
-                raise EventRejected(RejectCode.UNKNOWN_CUSTOMER, f"no customer {event.customer_ref!r}", "customer")
-            if customer.status is CustomerStatus.SUSPENDED:
-                raise EventRejected(
-                    RejectCode.CUSTOMER_SUSPENDED, f"customer {event.customer_ref!r} is suspended", "customer"
-                )
-            value = event_value(meter, event.raw_value, event.properties)
-            check_time(event.occurred_at, now)
-        except EventRejected as exc:
-            result.rejections.append(Rejection(event.index, exc.code, exc.message, exc.field))
-            continue
-        valid.append(
-            ValidEvent(
-                event.index, customer.id, meter, value, event.occurred_at, event.idempotency_key, event.properties
-            )
-        )
-    return valid
 
 
 async def _apply_hard_quotas(
@@ -422,48 +402,62 @@ async def _stored_keys(conn: asyncpg.Connection, events: Sequence[ValidEvent]) -
     return {(r["customer_id"], r["idempotency_key"]) for r in rows}
 
 
+# The rows travel as one JSON document (orjson in C, parsed by PostgreSQL in C): encoding six
+# arrays of 1,000 values with asyncpg costs the API process twice as much CPU.
 INSERT_EVENTS = """
-WITH fence AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($8::bigint))
+WITH fence AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($3::bigint))
 INSERT INTO usage_event (customer_id, meter_id, value, occurred_at, idempotency_key, properties, received_at)
-SELECT u.c, u.m, u.v::numeric, u.t, u.k, u.p::jsonb, $7::timestamptz
-FROM fence, unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[]) AS u(c, m, v, t, k, p)
+SELECT r.c, r.m, r.v, r.t, r.k, r.p, $2::timestamptz
+FROM fence, json_to_recordset($1::json) AS r(c uuid, m uuid, v numeric, t timestamptz, k text, p jsonb)
 ON CONFLICT (customer_id, idempotency_key) DO NOTHING
 """
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not serialisable")
+
+
+def insert_document(events: Sequence[ValidEvent]) -> str:
+    """The batch as INSERT_EVENTS takes it, in one key order for every batch: concurrent batches
+    that share keys (retries) then wait on each other instead of deadlocking (a stable sort keeps
+    the first of equal keys first)."""
+    ordered = sorted(events, key=lambda e: (e.customer_id, e.idempotency_key))
+    rows = [
+        {
+            "c": e.customer_id,
+            "m": e.meter.id,
+            "v": e.value,
+            "t": e.occurred_at,
+            "k": e.idempotency_key,
+            "p": e.properties,
+        }
+        for e in ordered
+    ]
+    return orjson.dumps(rows, default=_json_default).decode()
 
 
 async def _insert(conn: asyncpg.Connection, events: Sequence[ValidEvent], now: datetime) -> int:
     if not events:
         return 0
-    # one key order for every batch: concurrent batches that share keys (retries) then wait on
-    # each other instead of deadlocking (a stable sort keeps the first of equal keys first)
-    events = sorted(events, key=lambda e: (e.customer_id, e.idempotency_key))
-    status = await conn.execute(
-        INSERT_EVENTS,
-        [e.customer_id for e in events],
-        [e.meter.id for e in events],
-        [str(e.value) for e in events],
-        [e.occurred_at for e in events],
-        [e.idempotency_key for e in events],
-        [orjson.dumps(e.properties).decode() if e.properties is not None else None for e in events],
-        now,
-        INGEST_FENCE_LOCK,
-    )
+    status = await conn.execute(INSERT_EVENTS, insert_document(events), now, INGEST_FENCE_LOCK)
     return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
 
 async def ingest_events(conn: asyncpg.Connection, raw_events: Sequence[Any], now: datetime) -> IngestResult:
     """Validates and stores a batch on `conn`, inside the caller's transaction."""
     result = IngestResult()
-    parsed: list[ParsedEvent] = []
+    meter_keys, customer_refs = _references(raw_events)
+    meters = await load_meters(conn, meter_keys) if meter_keys else {}
+    customers = await load_customers(conn, customer_refs) if customer_refs else {}
+    valid: list[ValidEvent] = []
     for index, raw in enumerate(raw_events):
         try:
-            parsed.append(parse_event(index, raw, now))
+            valid.append(check_event(index, raw, meters, customers, now))
         except EventRejected as exc:
             result.rejections.append(Rejection(index, exc.code, exc.message, exc.field))
-    if parsed:
-        meters = await load_meters(conn, (e.meter_key for e in parsed))
-        customers = await load_customers(conn, (e.customer_ref for e in parsed))
-        valid = _validate(parsed, meters, customers, now, result)
+    if valid:
         valid = await _apply_hard_quotas(conn, valid, now, result)
         result.accepted = await _insert(conn, valid, now)
         result.duplicates = len(valid) - result.accepted
