@@ -9,6 +9,7 @@ from api.db import Base
 from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from api.reconciliation.models import Discrepancy, ReconciliationRun
+from api.revenue.models import RevenueDay, RevenueDaySegment, SubscriptionMrrChange
 from api.subscription.models import Subscription, SubscriptionItem
 from api.usage.models import Meter, UsageEvent
 from api.webhook.models import WebhookEvent
@@ -29,10 +30,13 @@ __all__ = [
     "Product",
     "ReconciliationRun",
     "Refund",
+    "RevenueDay",
+    "RevenueDaySegment",
     "SecurityEvent",
     "StaffMember",
     "Subscription",
     "SubscriptionItem",
+    "SubscriptionMrrChange",
     "UsageEvent",
     "WebhookEvent",
 ]

@@ -31,6 +31,7 @@ from schema.invoice.queries import InvoiceQueries
 from schema.permissions import field_capability
 from schema.reconciliation.mutations import ReconciliationMutations
 from schema.reconciliation.queries import ReconciliationQueries
+from schema.revenue.queries import RevenueQueries
 from schema.security import RecordDenials
 from schema.subscription.mutations import SubscriptionChangeQueries, SubscriptionMutations
 from schema.subscription.queries import SubscriptionQueries
@@ -54,6 +55,7 @@ Query = merge_types(
         WebhookQueries,
         ReconciliationQueries,
         AlertQueries,
+        RevenueQueries,
     ),
 )
 

@@ -51,6 +51,7 @@ ARGUMENTS: dict[str, str] = {
     "Query.customer": '(id: "{customer}")',
     "Query.subscription": '(id: "{subscription}")',
     "Query.invoice": '(id: "{invoice}")',
+    "Query.revenue": '(range: {preset: LAST_30_DAYS}, currency: "usd")',
     "Mutation.setStaffRole": '(input: {subject: "someone.else@test", role: ANALYST})',
     "Mutation.revokeStaff": '(input: {subject: "leaver@test"})',
     "Mutation.restoreStaff": '(input: {subject: "leaver@test"})',
@@ -112,6 +113,7 @@ EXPECTED_GUARDS = {
     "Query.staffMembers": Capability.ACCESS_ADMIN,
     "Query.securityEvents": Capability.SECURITY_EVENT_READ,
     "Query.auditChainStatus": Capability.AUDIT_CHAIN_READ,
+    "Query.revenue": Capability.REVENUE_READ,
 }
 
 

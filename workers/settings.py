@@ -14,6 +14,7 @@ from api.logs import configure_logging
 from api.runtime import Runtime
 from api.settings import get_settings
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
+from workers.revenue import snapshot_revenue
 from workers.webhooks import process_webhook_event, sweep_webhook_events
 
 HEARTBEAT_KEY = "ledgerline:worker:heartbeat"
@@ -54,12 +55,15 @@ class WorkerSettings:
         sweep_webhook_events,
         func(run_reconciliation, max_tries=1, timeout=3600),
         func(nightly_reconciliation, max_tries=1, timeout=3600),
+        func(snapshot_revenue, max_tries=3, timeout=3600),
     ]
     cron_jobs = [
         cron(heartbeat, second=0, unique=True, run_at_startup=True),
         cron(sweep_webhook_events, second=30, unique=True),
         # 03:00 UTC, when billing traffic is lowest
         cron(nightly_reconciliation, hour=3, minute=0, second=0, unique=True, timeout=3600),
+        # 00:10 UTC: yesterday is closed (late webhooks are caught by the next night's rerun)
+        cron(snapshot_revenue, hour=0, minute=10, second=0, unique=True, timeout=3600),
     ]
     on_startup = startup
     on_shutdown = shutdown
