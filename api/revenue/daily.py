@@ -30,6 +30,8 @@ from api.revenue.models import RevenueDay, RevenueDaySegment
 from api.subscription.models import SubscriptionStatus
 
 PLAN, TIER, COHORT = "PLAN", "TIER", "COHORT"
+# customers who signed up in a month (cohort sizes): the cell's `customers`, its MRR always 0
+SIGNUPS = "SIGNUPS"
 TRIALING = SubscriptionStatus.TRIALING.value
 CONVERTED_STATUSES = frozenset({SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAST_DUE.value})
 NO_PLAN = "none"
@@ -217,7 +219,33 @@ async def full_closing(session: AsyncSession, currency: str, at: datetime) -> Cl
         info = infos.get(customer_id)
         if info is not None:
             closing.add(state, info, 1)
+    signups = await session.execute(
+        text(
+            """
+            SELECT to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM') AS month, count(*) AS n
+            FROM customer WHERE NOT internal_team AND currency = :currency AND created_at < :at GROUP BY 1
+            """
+        ),
+        {"currency": currency, "at": at},
+    )
+    for row in signups:
+        closing.cells[(SIGNUPS, row.month)] = [0, int(row.n)]
     return closing
+
+
+async def signups_by_day(session: AsyncSession, currency: str, start: datetime, end: datetime) -> dict[date, int]:
+    """Revenue-bearing customers billing in `currency` created each day in [start, end)."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM customer
+            WHERE NOT internal_team AND currency = :currency AND created_at >= :start AND created_at < :end
+            GROUP BY 1
+            """
+        ),
+        {"currency": currency, "start": start, "end": end},
+    )
+    return {row.day: int(row.n) for row in rows}
 
 
 # --- one day ------------------------------------------------------------------------------------
@@ -383,12 +411,16 @@ async def compute_days(
     (the state at the start of `first`) or, when None, from the whole history."""
     closing = opening if opening is not None else await full_closing(session, currency, instant(first))
     end = instant(last + timedelta(days=1))
-    health = await payment_health(session, currency, instant(first), min(end, until) if until else end)
+    stop = min(end, until) if until else end
+    health = await payment_health(session, currency, instant(first), stop)
+    signups = await signups_by_day(session, currency, instant(first), stop)
     computed: list[DayFigures] = []
     for day in days_between(first, last):
         figures = await compute_day(session, currency, day, closing, until)
         for name, value in health.get(day, {}).items():
             setattr(figures, name, value)
+        if day in signups:
+            figures.closing.cells.setdefault((SIGNUPS, cohort_key(instant(day))), [0, 0])[1] += signups[day]
         computed.append(figures)
         closing = figures.closing
     return computed

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Product
@@ -23,6 +23,7 @@ from api.revenue.daily import (
     ADDITIVE,
     COHORT,
     PLAN,
+    SIGNUPS,
     TIER,
     Closing,
     DayFigures,
@@ -279,26 +280,14 @@ def make_period(days: dict[date, DayFigures], opening: Closing, first: date, las
     return Period(first, last, opening, days[last].closing, totals)
 
 
-async def cohort_sizes(session: AsyncSession, currency: str, first: date, last: date) -> dict[str, int]:
-    rows = await session.execute(
-        text(
-            """
-            SELECT to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM') AS month, count(*) AS size
-            FROM customer
-            WHERE NOT internal_team AND currency = :currency AND created_at >= :start AND created_at < :end
-            GROUP BY 1
-            """
-        ),
-        {"currency": currency, "start": instant(first.replace(day=1)), "end": instant(last + timedelta(days=1))},
-    )
-    return {row.month: int(row.size) for row in rows}
-
-
-def build_cohorts(sizes: dict[str, int], days: dict[date, DayFigures], ends: list[date]) -> list[Cohort]:
+def build_cohorts(days: dict[date, DayFigures], ends: list[date]) -> list[Cohort]:
+    """Cohort sizes are the signups counted at the range's last day (a month's cell stops growing
+    when the month ends)."""
+    signups = days[ends[-1]].closing.cells
     cohorts = []
     for index, end in enumerate(ends):
         month = f"{end.year:04d}-{end.month:02d}"
-        size = sizes.get(month, 0)
+        size = signups.get((SIGNUPS, month), [0, 0])[1]
         cells = []
         for k, later in enumerate(ends[index:]):
             mrr, customers = days[later].closing.cells.get((COHORT, month), [0, 0])
@@ -334,7 +323,7 @@ async def revenue_report(
     summary = make_period(days, days[opening_day].closing, first, last)
     summary.plans = series[-1].plans
     summary.tiers = series[-1].tiers
-    cohorts = build_cohorts(await cohort_sizes(session, currency, first, last), days, ends)
+    cohorts = build_cohorts(days, ends)
     as_of = min(figures.computed_at for figures in days.values())
     return RevenueReport(
         currency, granularity, instant(first), instant(last + timedelta(days=1)), as_of, summary, series, cohorts
