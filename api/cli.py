@@ -28,6 +28,7 @@ from api.audit.cli import audit_app
 from api.auth.roles import Role
 from api.auth.tokens import issue_token, parse_ttl
 from api.embedded import Services, embedded_services
+from api.revenue.cli import revenue_app
 from api.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(revenue_app, name="revenue")
 
 ASGI_FACTORY = "schema.asgi:create_asgi_app"
 WORKER_SETTINGS = "workers.settings:WorkerSettings"

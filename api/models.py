@@ -11,6 +11,7 @@ from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from api.mail.models import OutboundEmail
 from api.reconciliation.models import Discrepancy, ReconciliationRun
+from api.revenue.models import RevenueDay, RevenueDaySegment, SubscriptionMrrChange
 from api.subscription.models import Subscription, SubscriptionItem
 from api.usage.models import Meter, UsageBucket, UsageBucketValue, UsageEvent, UsageQuota, UsageRollupState
 from api.webhook.models import WebhookEvent
@@ -35,10 +36,13 @@ __all__ = [
     "Product",
     "ReconciliationRun",
     "Refund",
+    "RevenueDay",
+    "RevenueDaySegment",
     "SecurityEvent",
     "StaffMember",
     "Subscription",
     "SubscriptionItem",
+    "SubscriptionMrrChange",
     "UsageBucket",
     "UsageBucketValue",
     "UsageEvent",

@@ -35,6 +35,8 @@ from api.catalog.models import PriceInterval, UsageType
 from api.customer.models import CustomerStatus, CustomerTier
 from api.db import sync_url
 from api.invoice.models import InvoiceStatus, PaymentStatus, RefundStatus
+from api.revenue.history import PricedItem, normalise
+from api.revenue.models import MrrSource
 from api.subscription.models import PauseBehavior, SubscriptionStatus
 from api.usage.models import MeterAggregation
 
@@ -55,6 +57,7 @@ STAGE_LABELS = {
     "customer": "Writing customers",
     "subscription": "Writing subscriptions",
     "subscription_item": "Writing sub. items",
+    "subscription_mrr_change": "Writing MRR history",
     "invoice": "Writing invoices",
     "invoice_line": "Writing invoice lines",
     "payment": "Writing payments",
@@ -88,6 +91,11 @@ INV_PAID = InvoiceStatus.PAID.value
 INV_VOID = InvoiceStatus.VOID.value
 INV_UNCOLLECTIBLE = InvoiceStatus.UNCOLLECTIBLE.value
 PAY_OK = PaymentStatus.SUCCEEDED.value
+TRIALING_SUB = SubscriptionStatus.TRIALING.value
+ACTIVE_SUB = SubscriptionStatus.ACTIVE.value
+PAST_DUE_SUB = SubscriptionStatus.PAST_DUE.value
+UNPAID_SUB = SubscriptionStatus.UNPAID.value
+CANCELED_SUB = SubscriptionStatus.CANCELED.value
 PAY_FAILED = PaymentStatus.FAILED.value
 
 TIER_WEIGHTS = ((KICKSTART, 0.50), (PRO, 0.35), (CUSTOM, 0.15))
@@ -673,6 +681,7 @@ class _Price:
     currency: str
     interval: str
     stripe_price_id: str
+    product_id: uuid.UUID | None = None
 
     def describe(self, quantity: int) -> str:
         money = _money(self.unit_amount, self.currency)
@@ -884,6 +893,21 @@ INV_PAID_AT = INVOICE_INDEX["paid_at"]
 INV_VOIDED_AT = INVOICE_INDEX["voided_at"]
 INV_STRIPE_UPDATED = INVOICE_INDEX["stripe_updated_at"]
 INV_UPDATED = INVOICE_INDEX["updated_at"]
+MRR_CHANGE_COLUMNS = (
+    "subscription_id",
+    "customer_id",
+    "effective_at",
+    "currency",
+    "status",
+    "paused",
+    "product_id",
+    "quantity",
+    "mrr",
+    "undiscounted_mrr",
+    "discount_ends_at",
+    "source",
+    "recorded_at",
+)
 LINE_COLUMNS = (
     "id",
     "invoice_id",
@@ -1011,6 +1035,7 @@ class _Generator:
         self.customers: list[Row] = []
         self.subscriptions: list[Row] = []
         self.items: list[Row] = []
+        self.mrr_changes: list[Row] = []
         self.invoices: list[list[Any]] = []
         self.lines: list[Row] = []
         self.payments: list[Row] = []
@@ -1127,6 +1152,7 @@ class _Generator:
                 TableRows("customer", CUSTOMER_COLUMNS, self.customers),
                 TableRows("subscription", SUBSCRIPTION_COLUMNS, self.subscriptions),
                 TableRows("subscription_item", ITEM_COLUMNS, self.items),
+                TableRows("subscription_mrr_change", MRR_CHANGE_COLUMNS, self.mrr_changes),
                 TableRows("invoice", INVOICE_COLUMNS, invoices),
                 TableRows("invoice_line", LINE_COLUMNS, self.lines),
                 TableRows("payment", PAYMENT_COLUMNS, self.payments),
@@ -1188,7 +1214,9 @@ class _Generator:
                     updated,
                 )
             )
-            self.prices[key] = _Price(price_id, key, product_name, nickname, amount, currency, interval, stripe_id)
+            self.prices[key] = _Price(
+                price_id, key, product_name, nickname, amount, currency, interval, stripe_id, product_id
+            )
         api_keys: list[Row] = []
         for name, scopes in (
             ("Product backend", ("customers:read", "customers:write", "subscriptions:write", "usage:write")),
@@ -1470,6 +1498,8 @@ class _Generator:
         pause_behavior: str | None = None
         pause_resumes_at: datetime | None = None
         suspended_reason: str | None = None
+        paused_at: datetime | None = None
+        suspended_at: datetime | None = None
 
         if plan.status == TRIAL or plan.billing_start is None:
             trial_end = plan.created_at + timedelta(days=TRIAL_DAYS)
@@ -1506,6 +1536,7 @@ class _Generator:
                 )
             )
             self.add_items(subscription_id, segments[-1], metered_price, created)
+            self.add_mrr_history(customer_id, subscription_id, currency, [(created, TRIALING_SUB, False, segments[-1])])
             self.add_trial_invoice(customer_id, subscription_id, plan, segments[-1], trial_end)
             self.add_usage(customer_id, plan, now)
             return customer_updated, None
@@ -1571,6 +1602,7 @@ class _Generator:
             plan.pause_behavior = pause_behavior
             pause_resumes_at = _add_months(current_start, self.randint(1, 2))
             at = self.between(max(billing_start + HOUR, current_start - timedelta(days=6)), current_start - HOUR)
+            paused_at = at
             self.add_audit(
                 at,
                 "pauseSubscription",
@@ -1646,8 +1678,76 @@ class _Generator:
             )
         )
         self.add_items(subscription_id, segments[-1], metered_price, created)
+        story = self.subscription_story(plan, created, segments, current_start, paused_at, suspended_at, canceled_at)
+        self.add_mrr_history(customer_id, subscription_id, currency, story)
         self.add_usage(customer_id, plan, end)
         return customer_updated, suspended_reason
+
+    def subscription_story(
+        self,
+        plan: _Plan,
+        created: datetime,
+        segments: list[_Segment],
+        current_start: datetime,
+        paused_at: datetime | None,
+        suspended_at: datetime | None,
+        canceled_at: datetime | None,
+    ) -> list[tuple[datetime, str, bool, _Segment]]:
+        """What the subscription went through, as (when, status, paused, licensed item) from each
+        moment on: trial, paid start, plan change, pause, dunning, suspension, cancellation."""
+        status, paused, segment = (TRIALING_SUB if plan.had_trial else ACTIVE_SUB), False, segments[0]
+        events: list[tuple[datetime, str | None, bool | None, _Segment | None]] = [(created, status, False, segment)]
+        if plan.had_trial and plan.billing_start is not None:
+            events.append((plan.billing_start, ACTIVE_SUB, None, None))
+        events.extend((later.since, None, None, later) for later in segments[1:])
+        if paused_at is not None:
+            events.append((paused_at, None, True, None))
+        if plan.status in (PAST_DUE, SUSPENDED):
+            # the failed renewal whose dunning is under way (for suspended customers, the one before)
+            failed = current_start if plan.status == PAST_DUE else _add_months(current_start, -1)
+            events.append((failed + HOUR, PAST_DUE_SUB, None, None))
+        if suspended_at is not None and not plan.retrying:
+            events.append((suspended_at, UNPAID_SUB, None, None))
+        if canceled_at is not None:
+            events.append((canceled_at, CANCELED_SUB, None, None))
+        story: list[tuple[datetime, str, bool, _Segment]] = []
+        for moment, new_status, new_paused, new_segment in sorted(events, key=itemgetter(0)):
+            status = new_status or status
+            paused = paused if new_paused is None else new_paused
+            segment = new_segment or segment
+            story.append((moment, status, paused, segment))
+        return story
+
+    def add_mrr_history(
+        self,
+        customer_id: uuid.UUID,
+        subscription_id: uuid.UUID,
+        currency: str,
+        story: list[tuple[datetime, str, bool, _Segment]],
+    ) -> None:
+        """The subscription's MRR history rows, normalised as the mirror does (api/revenue/history)."""
+        for moment, status, paused, segment in story:
+            price = segment.price
+            assert price.product_id is not None
+            item = PricedItem(price.product_id, price.unit_amount, PriceInterval(price.interval), segment.quantity)
+            facts = normalise(currency, SubscriptionStatus(status), paused, [item], None)
+            self.mrr_changes.append(
+                (
+                    subscription_id,
+                    customer_id,
+                    moment,
+                    currency,
+                    status,
+                    paused,
+                    price.product_id,
+                    facts.quantity,
+                    facts.mrr,
+                    facts.undiscounted_mrr,
+                    None,
+                    MrrSource.SEED.value,
+                    moment,
+                )
+            )
 
     def add_items(
         self, subscription_id: uuid.UUID, segment: _Segment, metered: _Price | None, created: datetime

@@ -33,6 +33,7 @@ from schema.invoice.queries import InvoiceQueries
 from schema.permissions import field_capability
 from schema.reconciliation.mutations import ReconciliationMutations
 from schema.reconciliation.queries import ReconciliationQueries
+from schema.revenue.queries import RevenueQueries
 from schema.security import RecordDenials
 from schema.subscription.mutations import SubscriptionChangeQueries, SubscriptionMutations
 from schema.subscription.queries import SubscriptionQueries
@@ -59,6 +60,7 @@ Query = merge_types(
         ReconciliationQueries,
         AlertQueries,
         DunningQueries,
+        RevenueQueries,
     ),
 )
 

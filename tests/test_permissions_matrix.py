@@ -60,6 +60,7 @@ ARGUMENTS: dict[str, str] = {
     "Query.customer": '(id: "{customer}")',
     "Query.subscription": '(id: "{subscription}")',
     "Query.invoice": '(id: "{invoice}")',
+    "Query.revenue": '(range: {preset: LAST_30_DAYS}, currency: "usd")',
     "Mutation.setStaffRole": '(input: {subject: "someone.else@test", role: ANALYST})',
     "Mutation.revokeStaff": '(input: {subject: "leaver@test"})',
     "Mutation.restoreStaff": '(input: {subject: "leaver@test"})',
@@ -145,6 +146,7 @@ EXPECTED_GUARDS = {
     "Mutation.updateDunningPolicy": Capability.DUNNING_POLICY_MANAGE,
     **{f"Mutation.{m}": Capability.BILLING_OPERATIONS for m in ("pauseDunning", "resumeDunning", "retryDunningNow")},
     "Mutation.closeDunningCase": Capability.BILLING_OPERATIONS,
+    "Query.revenue": Capability.REVENUE_READ,
 }
 
 

@@ -15,6 +15,7 @@ from api.runtime import Runtime
 from api.settings import get_settings
 from workers.dunning import run_dunning
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
+from workers.revenue import snapshot_revenue
 from workers.usage import report_usage_to_stripe, roll_up_usage
 from workers.webhooks import process_webhook_event, sweep_webhook_events
 
@@ -59,6 +60,7 @@ class WorkerSettings:
         func(roll_up_usage, max_tries=1, timeout=1800),
         func(report_usage_to_stripe, max_tries=1, timeout=1800),
         func(run_dunning, max_tries=1, timeout=600),
+        func(snapshot_revenue, max_tries=3, timeout=3600),
     ]
     cron_jobs = [
         cron(heartbeat, second=0, unique=True, run_at_startup=True),
@@ -70,6 +72,8 @@ class WorkerSettings:
         cron(report_usage_to_stripe, second=40, unique=True, timeout=1800),
         # every minute: due dunning steps, trial-ending warnings, queued emails
         cron(run_dunning, second=15, unique=True, timeout=600),
+        # 00:10 UTC: yesterday is closed (late webhooks are caught by the next night's rerun)
+        cron(snapshot_revenue, hour=0, minute=10, second=0, unique=True, timeout=3600),
     ]
     on_startup = startup
     on_shutdown = shutdown

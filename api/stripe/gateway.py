@@ -45,6 +45,8 @@ T = TypeVar("T")
 S = TypeVar("S", bound=stripe.StripeObject)
 Fields = Mapping[str, str]
 
+# the discounts' coupon terms come back with the subscription, so its MRR can take them off
+SUBSCRIPTION_EXPAND = ("discounts.source.coupon",)
 LOCAL_TEST_KEY = "sk_test_ledgerline_local"  # any sk_test_ key works with the local emulator
 
 
@@ -129,6 +131,8 @@ class StripeGateway:
     async def create_subscription(
         self, params: SubscriptionCreateParams, *, idempotency_key: str, fields: Fields | None = None
     ) -> stripe.Subscription:
+        params = params.copy()
+        params["expand"] = [*params.get("expand", []), *SUBSCRIPTION_EXPAND]
         return await self._call(
             self.v1.subscriptions.create_async(params, {"idempotency_key": idempotency_key}), fields
         )
@@ -146,6 +150,8 @@ class StripeGateway:
         idempotency_key: str,
         fields: Fields | None = None,
     ) -> stripe.Subscription:
+        params = params.copy()
+        params["expand"] = [*params.get("expand", []), *SUBSCRIPTION_EXPAND]
         return await self._call(
             self.v1.subscriptions.update_async(subscription_id, params, {"idempotency_key": idempotency_key}),
             fields,

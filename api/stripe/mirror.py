@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import stripe
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from api.catalog.models import Price
 from api.customer.models import Customer
 from api.db import utcnow
 from api.errors import ProviderError
+from api.revenue.history import record_mrr_change
 from api.subscription.models import PauseBehavior, Subscription, SubscriptionItem, SubscriptionStatus
 
 SUBSCRIPTION_STATUS: dict[str, SubscriptionStatus] = {
@@ -59,9 +61,12 @@ def mirror_customer(customer: Customer, remote: stripe.Customer) -> None:
         mirror_payment_method(customer, remote.invoice_settings.default_payment_method)
 
 
-async def mirror_subscription(session: AsyncSession, local: Subscription, remote: stripe.Subscription) -> None:
-    """Status, period, trial, cancellation, pause and items. Periods live on the items in this
-    API version (`items.data[].current_period_*`)."""
+async def mirror_subscription(
+    session: AsyncSession, local: Subscription, remote: stripe.Subscription, *, effective_at: datetime | None = None
+) -> None:
+    """Status, period, trial, cancellation, pause, discount and items. Periods live on the items
+    in this API version (`items.data[].current_period_*`). A change of what MRR depends on is
+    appended to the subscription's MRR history, effective `effective_at` (default: now)."""
     local.stripe_subscription_id = remote.id
     local.status = SUBSCRIPTION_STATUS.get(remote.status, SubscriptionStatus.INCOMPLETE)
     local.currency = remote.currency
@@ -77,8 +82,29 @@ async def mirror_subscription(session: AsyncSession, local: Subscription, remote
     local.pause_resumes_at = from_timestamp(pause.resumes_at) if pause is not None else None
     # as new as any event Stripe sent before answering (webhooks older than this are stale)
     local.stripe_updated_at = utcnow().replace(microsecond=0)
+    mirror_discount(local, list(remote.discounts or []))
     await session.flush()
     await _mirror_items(session, local, remote_items)
+    await record_mrr_change(session, local, effective_at=effective_at)
+
+
+def mirror_discount(local: Subscription, discounts: list[str | stripe.Discount]) -> None:
+    """The subscription's first discount (coupon terms and end). Discounts that were not expanded
+    (webhook payloads carry ids) leave the mirror as it is."""
+    if not discounts:
+        local.discount_stripe_id = local.discount_duration = None
+        local.discount_percent_off = local.discount_amount_off = local.discount_ends_at = None
+        return
+    first = discounts[0]
+    coupon = first.source.coupon if not isinstance(first, str) and first.source is not None else None
+    if isinstance(first, str) or coupon is None or isinstance(coupon, str):
+        return
+    local.discount_stripe_id = first.id
+    local.discount_percent_off = Decimal(str(coupon.percent_off)) if coupon.percent_off is not None else None
+    same_currency = (coupon.currency or local.currency).lower() == local.currency.lower()
+    local.discount_amount_off = coupon.amount_off if coupon.amount_off is not None and same_currency else None
+    local.discount_duration = coupon.duration
+    local.discount_ends_at = from_timestamp(first.end)
 
 
 async def _mirror_items(

@@ -3,8 +3,9 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.common.columns import enum_column
@@ -43,6 +44,12 @@ class Subscription(UUIDPrimaryKey, Timestamps, Base):
     pause_resumes_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # the subscription's discount as Stripe applies it (revenue analytics takes it off MRR)
+    discount_stripe_id: Mapped[str | None] = mapped_column(String(255))
+    discount_percent_off: Mapped[Decimal | None] = mapped_column(Numeric(7, 4))
+    discount_amount_off: Mapped[int | None] = mapped_column(BigInteger)  # minor units, per invoice
+    discount_duration: Mapped[str | None] = mapped_column(String(16))  # once, repeating, forever
+    discount_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Stripe's `created` of the newest event applied, so older deliveries never overwrite newer state
     stripe_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

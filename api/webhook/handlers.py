@@ -198,7 +198,7 @@ async def subscription_changed(session: AsyncSession, data: EventData) -> Applie
             session.add(sub)
     if is_stale(sub.stripe_updated_at, created):
         return Applied(sub.customer_id, stale=True)
-    await mirror_subscription(session, sub, remote)
+    await mirror_subscription(session, sub, remote, effective_at=created)
     sub.stripe_updated_at = created
     await session.flush()
     return Applied(sub.customer_id)
