@@ -141,6 +141,11 @@ async def test_a_batch_keeps_its_good_events_and_says_why_each_bad_one_was_rejec
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 5, 9)
     assert await stored_events(client) == 4
     assert await audit_count(client, "usage.record") == 2
+    # a suspension takes effect on the next batch, however recently the customer was seen
+    async with client.runtime.session_factory() as session, session.begin():
+        await session.execute(update(Customer).where(Customer.id == acme).values(status=CustomerStatus.SUSPENDED))
+    suspended = await record(client, [event("acme-ext", "sum", 1)])
+    assert suspended["errors"][0]["code"] == "CUSTOMER_SUSPENDED"
 
 
 async def test_recordUsage_takes_at_most_1000_events(client: GraphQLClient) -> None:

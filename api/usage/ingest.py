@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import enum
 import math
+import time
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -316,30 +318,88 @@ async def load_meters(conn: asyncpg.Connection, keys: Iterable[str]) -> dict[str
     }
 
 
-async def load_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[str, CustomerInfo]:
-    kinds = {ref: customer_ref_kind(ref) for ref in set(refs)}
+async def _lookup_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> dict[str, uuid.UUID]:
+    kinds = {ref: customer_ref_kind(ref) for ref in refs}
     by_kind: dict[str, set[str]] = defaultdict(set)
     for kind, key in kinds.values():
         by_kind[kind].add(key)
     rows = await conn.fetch(
-        """SELECT id, status, stripe_customer_id, external_id FROM customer
+        """SELECT id, stripe_customer_id, external_id FROM customer
            WHERE id = ANY($1::uuid[]) OR stripe_customer_id = ANY($2::text[]) OR external_id = ANY($3::text[])""",
         list(by_kind["id"]),
         list(by_kind["stripe"]),
         list(by_kind["external"]),
     )
-    found: dict[str, CustomerInfo] = {}
+    found: dict[str, uuid.UUID] = {}
     for r in rows:
-        info = CustomerInfo(r["id"], CustomerStatus(r["status"]))
-        found[str(r["id"])] = info
+        found[str(r["id"])] = r["id"]
         if r["stripe_customer_id"]:
-            found[r["stripe_customer_id"]] = info
+            found[r["stripe_customer_id"]] = r["id"]
         if r["external_id"]:
-            found[r["external_id"]] = info
+            found[r["external_id"]] = r["id"]
     return {ref: found[key] for ref, (_, key) in kinds.items() if key in found}
 
 
+class CustomerDirectory:
+    """Which customer a reference (id, Stripe id, external id) names, remembered for a few minutes
+    per database: resolving a thousand external ids costs the database more than storing the
+    events. Only found references are remembered (a customer created a second ago is found), and
+    whether a customer is suspended is read from the database for every batch. A changed external
+    id may keep naming its former customer for up to `ttl`."""
+
+    def __init__(self, ttl: timedelta = timedelta(minutes=5), max_entries: int = 200_000) -> None:
+        self.ttl, self.max_entries = ttl.total_seconds(), max_entries
+        self._known: dict[str, tuple[uuid.UUID, float]] = {}
+
+    async def resolve(self, conn: asyncpg.Connection, refs: set[str]) -> dict[str, CustomerInfo]:
+        now = time.monotonic()
+        ids: dict[str, uuid.UUID] = {}
+        missing: list[str] = []
+        for ref in refs:
+            known = self._known.get(ref)
+            if known is not None and known[1] > now:
+                ids[ref] = known[0]
+            else:
+                missing.append(ref)
+        if missing:
+            found = await _lookup_customers(conn, missing)
+            if len(self._known) + len(found) > self.max_entries:
+                self._known.clear()
+            expires = now + self.ttl
+            for ref, customer_id in found.items():
+                self._known[ref] = (customer_id, expires)
+            ids.update(found)
+        suspended = await _suspended(conn, set(ids.values()))
+        return {
+            ref: CustomerInfo(cid, CustomerStatus.SUSPENDED if cid in suspended else CustomerStatus.ACTIVE)
+            for ref, cid in ids.items()
+        }
+
+
+async def _suspended(conn: asyncpg.Connection, customer_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    if not customer_ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT id FROM customer WHERE status = 'SUSPENDED' AND id = ANY($1::uuid[])", list(customer_ids)
+    )
+    return {r["id"] for r in rows}
+
+
+_directories: weakref.WeakKeyDictionary[object, CustomerDirectory] = weakref.WeakKeyDictionary()
+
+
+def directory_for(database: object) -> CustomerDirectory:
+    """The directory of one database (keyed by its engine, so two databases never share one)."""
+    directory = _directories.get(database)
+    if directory is None:
+        directory = _directories[database] = CustomerDirectory()
+    return directory
+
+
 # --- the batch --------------------------------------------------------------------------------------
+
+
+HARD_QUOTA_EXISTS = "SELECT EXISTS (SELECT 1 FROM usage_quota WHERE kind = 'HARD' AND meter_id = ANY($1::uuid[]))"
 
 
 async def _apply_hard_quotas(
@@ -348,6 +408,9 @@ async def _apply_hard_quotas(
     """Drops the events that would take a customer over a hard quota in its current period.
     Pairs under a hard quota are locked for the transaction, so concurrent batches cannot both
     squeeze under the limit; events already stored (retries) are never counted twice."""
+    meter_ids = list({e.meter.id for e in valid})
+    if not await conn.fetchval(HARD_QUOTA_EXISTS, meter_ids):  # the usual case: one cheap statement
+        return valid
     quotas = await customer_quotas(conn, {(e.customer_id, e.meter.id) for e in valid}, QuotaKind.HARD)
     if not quotas:
         return valid
@@ -445,12 +508,15 @@ async def _insert(conn: asyncpg.Connection, events: Sequence[ValidEvent], now: d
     return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
 
 
-async def ingest_events(conn: asyncpg.Connection, raw_events: Sequence[Any], now: datetime) -> IngestResult:
+async def ingest_events(
+    conn: asyncpg.Connection, raw_events: Sequence[Any], now: datetime, directory: CustomerDirectory | None = None
+) -> IngestResult:
     """Validates and stores a batch on `conn`, inside the caller's transaction."""
     result = IngestResult()
     meter_keys, customer_refs = _references(raw_events)
     meters = await load_meters(conn, meter_keys) if meter_keys else {}
-    customers = await load_customers(conn, customer_refs) if customer_refs else {}
+    directory = directory or CustomerDirectory()
+    customers = await directory.resolve(conn, customer_refs) if customer_refs else {}
     valid: list[ValidEvent] = []
     for index, raw in enumerate(raw_events):
         try:

@@ -24,7 +24,7 @@ from api.common.queries import count_where, fetch_page
 from api.db import driver_connection, utcnow
 from api.errors import Invalid, NotFound
 from api.stripe.gateway import StripeGateway
-from api.usage.ingest import IngestResult, ingest_events
+from api.usage.ingest import IngestResult, directory_for, ingest_events
 from api.usage.models import Meter, MeterAggregation, QuotaKind, ReportStatus, UsageBucket, UsageQuota
 from api.usage.periods import COMBINE, UsageWindow, decimal_text, floor_hour, hourly_rows, usage_in_windows
 from api.usage.quotas import CustomerQuota, customer_quotas
@@ -185,7 +185,8 @@ async def quotas_of_prices(session: AsyncSession, price_ids: Sequence[uuid.UUID]
 
 async def record_usage(session: AsyncSession, raw_events: Sequence[Any], now: datetime | None = None) -> IngestResult:
     """Ingests a batch in the session's transaction (both doors call this)."""
-    return await ingest_events(await driver_connection(session), raw_events, now or utcnow())
+    directory = directory_for(session.get_bind())
+    return await ingest_events(await driver_connection(session), raw_events, now or utcnow(), directory)
 
 
 # --- reading ----------------------------------------------------------------------------------------
