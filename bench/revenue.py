@@ -148,9 +148,7 @@ def build_subscription(
     created = now - timedelta(seconds=rng.randrange(730 * 86_400))
     quantity = rng.choice((1, 2, 3, 5, 8)) if plan == 1 else 1
     internal = rng.random() < 0.005
-    out["customer"].append(
-        (customer_id, f"Customer {n}", TIERS[plan], "ACTIVE", internal, currency, created, created)
-    )
+    out["customer"].append((customer_id, f"Customer {n}", TIERS[plan], "ACTIVE", internal, currency, created, created))
     price_id, amount, _ = price_of[(plan, currency, interval)]
 
     def mrr(qty: int, status: str, paused: bool) -> int:

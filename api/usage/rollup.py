@@ -29,46 +29,55 @@ from api.usage.periods import Pair, UsageWindow, decimal_text, usage_in_windows
 from api.usage.quotas import crossed_thresholds, customer_quotas
 
 CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
+WORK_MEM = "256MB"
 
+# Every meter's buckets in one pass over the new events (a hash aggregate: no sort of the events).
+# LATEST takes the value of the newest event by (time, id), found with max() over
+# ARRAY[epoch, id, value] (arrays compare element by element) instead of an ordered aggregate;
+# UNIQUE_COUNT gets its value from the statement after this one. Returns each (customer, meter)
+# written with its number of buckets.
 _BUCKETS = """
-INSERT INTO usage_bucket AS b
-    (customer_id, meter_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
-SELECT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation,
-       CASE m.aggregation
-           WHEN 'SUM' THEN sum(e.value)
-           WHEN 'COUNT' THEN count(*)
-           WHEN 'MAX' THEN max(e.value)
-           WHEN 'LATEST' THEN (array_agg(e.value ORDER BY e.occurred_at DESC, e.id DESC)
-                               FILTER (WHERE m.aggregation = 'LATEST'))[1]
-           ELSE 0  -- UNIQUE_COUNT: counted from usage_bucket_value below
-       END,
-       count(*), max(e.occurred_at),
-       CASE WHEN m.aggregation = 'LATEST'
-            THEN (array_agg(e.id ORDER BY e.occurred_at DESC, e.id DESC) FILTER (WHERE m.aggregation = 'LATEST'))[1]
-            ELSE max(e.id) END,
-       now()
-FROM usage_event e JOIN meter m ON m.id = e.meter_id
-WHERE e.id > $1 AND e.id <= $2
-GROUP BY e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation
-ON CONFLICT (customer_id, meter_id, bucket_start) DO UPDATE SET
-    value = CASE b.aggregation
-        WHEN 'SUM' THEN b.value + EXCLUDED.value
-        WHEN 'COUNT' THEN b.value + EXCLUDED.value
-        WHEN 'MAX' THEN GREATEST(b.value, EXCLUDED.value)
-        WHEN 'LATEST' THEN CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id) > (b.latest_at, b.latest_event_id)
-                                THEN EXCLUDED.value ELSE b.value END
-        ELSE b.value
-    END,
-    event_count = b.event_count + EXCLUDED.event_count,
-    latest_event_id = CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id) > (b.latest_at, b.latest_event_id)
-                           THEN EXCLUDED.latest_event_id ELSE b.latest_event_id END,
-    latest_at = GREATEST(b.latest_at, EXCLUDED.latest_at),
-    updated_at = now(),
-    -- a changed bucket is reported again (the difference, under a new revision)
-    report_status = 'PENDING',
-    report_attempts = 0,
-    next_report_at = NULL
-RETURNING customer_id, meter_id
+WITH fresh AS (
+    SELECT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC') AS hour, m.aggregation,
+           CASE m.aggregation WHEN 'SUM' THEN sum(e.value) WHEN 'COUNT' THEN count(*) WHEN 'MAX' THEN max(e.value)
+                              ELSE 0 END AS value,
+           count(*) AS events, max(e.occurred_at) AS latest_at, max(e.id) AS latest_id,
+           max(ARRAY[extract(epoch FROM e.occurred_at), e.id::numeric, e.value])
+               FILTER (WHERE m.aggregation = 'LATEST') AS newest
+    FROM usage_event e JOIN meter m ON m.id = e.meter_id
+    WHERE e.id > $1 AND e.id <= $2
+    GROUP BY e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation
+), written AS (
+    INSERT INTO usage_bucket AS b
+        (customer_id, meter_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
+    SELECT customer_id, meter_id, hour, aggregation,
+           CASE WHEN newest IS NULL THEN value ELSE newest[3] END, events,
+           CASE WHEN newest IS NULL THEN latest_at ELSE to_timestamp(newest[1]) END,
+           CASE WHEN newest IS NULL THEN latest_id ELSE newest[2]::bigint END,
+           now()
+    FROM fresh
+    ON CONFLICT (customer_id, meter_id, bucket_start) DO UPDATE SET
+        value = CASE b.aggregation
+            WHEN 'SUM' THEN b.value + EXCLUDED.value
+            WHEN 'COUNT' THEN b.value + EXCLUDED.value
+            WHEN 'MAX' THEN GREATEST(b.value, EXCLUDED.value)
+            WHEN 'LATEST' THEN CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id)
+                                         > (b.latest_at, b.latest_event_id)
+                                    THEN EXCLUDED.value ELSE b.value END
+            ELSE b.value
+        END,
+        event_count = b.event_count + EXCLUDED.event_count,
+        latest_event_id = CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id) > (b.latest_at, b.latest_event_id)
+                               THEN EXCLUDED.latest_event_id ELSE b.latest_event_id END,
+        latest_at = GREATEST(b.latest_at, EXCLUDED.latest_at),
+        updated_at = now(),
+        -- a changed bucket is reported again (the difference, under a new revision)
+        report_status = 'PENDING',
+        report_attempts = 0,
+        next_report_at = NULL
+    RETURNING customer_id, meter_id
+)
+SELECT customer_id, meter_id, count(*) AS buckets FROM written GROUP BY customer_id, meter_id
 """
 
 _UNIQUE_VALUES = """
@@ -113,12 +122,14 @@ async def _roll_chunk(session: AsyncSession, upper: int, result: RollupResult) -
     if watermark >= upper:
         return False
     high = min(upper, watermark + CHUNK_EVENTS)
+    # the aggregation of a large catch-up sorts and hashes in memory rather than on disk
+    await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
     rows = await conn.fetch(_BUCKETS, watermark, high)
     await conn.execute(_UNIQUE_VALUES, watermark, high)
     result.events += int(
         await conn.fetchval("SELECT count(*) FROM usage_event WHERE id > $1 AND id <= $2", watermark, high)
     )
-    result.buckets += len(rows)
+    result.buckets += sum(r["buckets"] for r in rows)
     # the watermark first: usage reads add the events above it to the buckets
     await conn.execute("UPDATE usage_rollup_state SET last_event_id = $1, updated_at = now() WHERE id = 1", high)
     result.watermark = high

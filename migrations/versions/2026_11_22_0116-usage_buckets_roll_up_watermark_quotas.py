@@ -53,12 +53,9 @@ def upgrade() -> None:
     sa.Column('sending_identifier', sa.String(length=100), nullable=True),
     sa.Column('sending_value', sa.Numeric(precision=20, scale=6), nullable=True),
     sa.Column('sending_total', sa.Numeric(precision=20, scale=6), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_usage_bucket_customer_id_customer')),
-    sa.ForeignKeyConstraint(['meter_id'], ['meter.id'], name=op.f('fk_usage_bucket_meter_id_meter')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_bucket')),
     sa.UniqueConstraint('customer_id', 'meter_id', 'bucket_start', name='uq_usage_bucket_customer_id_meter_id_bucket_start')
     )
-    op.create_index('ix_usage_bucket_bucket_start_id', 'usage_bucket', ['bucket_start', 'id'], unique=False)
     op.create_index('ix_usage_bucket_meter_id_bucket_start', 'usage_bucket', ['meter_id', 'bucket_start'], unique=False)
     op.create_index('ix_usage_bucket_report_due', 'usage_bucket', ['report_status', 'bucket_start'], unique=False, postgresql_where=sa.text("report_status IN ('PENDING', 'FAILED')"))
     op.create_table('usage_quota',
@@ -91,7 +88,6 @@ def downgrade() -> None:
     op.drop_table('usage_quota')
     op.drop_index('ix_usage_bucket_report_due', table_name='usage_bucket', postgresql_where=sa.text("report_status IN ('PENDING', 'FAILED')"))
     op.drop_index('ix_usage_bucket_meter_id_bucket_start', table_name='usage_bucket')
-    op.drop_index('ix_usage_bucket_bucket_start_id', table_name='usage_bucket')
     op.drop_table('usage_bucket')
     op.drop_table('usage_rollup_state')
     op.drop_table('usage_bucket_value')
