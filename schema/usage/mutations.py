@@ -23,7 +23,7 @@ from api.usage.reporting import ReportResult, report_usage
 from api.usage.rollup import RollupResult, roll_up
 from api.usage.service import GRAPHQL_BATCH_LIMIT, NewMeter, create_meter, record_usage, set_usage_quota
 from schema.context import Info
-from schema.mutations import UserError, run_mutation
+from schema.mutations import Outcome, UserError, run_mutation
 from schema.permissions import guarded
 from schema.scalars import parse_id
 from schema.usage.types import (
@@ -120,6 +120,15 @@ class ReportUsagePayload:
     user_errors: list[UserError]
 
 
+async def _audit_run(info: Info, action: str, facts: dict[str, Any]) -> Outcome[None]:
+    """The audit entry of a worker job run on demand (the job commits its own work as it goes)."""
+
+    async def work(session: AsyncSession, actor: Actor) -> None:
+        await record_audit(session, actor, action, "UsageBucket", None, after=facts)
+
+    return await run_mutation(info, work)
+
+
 @strawberry.type
 class UsageMutations:
     @guarded(
@@ -192,13 +201,8 @@ class UsageMutations:
     )
     async def roll_up_usage(self, info: Info) -> RollUpUsagePayload | None:
         result: RollupResult = await roll_up(info.context.session_factory)
-
-        async def work(session: AsyncSession, actor: Actor) -> RollupResult:
-            facts = {"events": result.events, "buckets": result.buckets, "watermark": result.watermark}
-            await record_audit(session, actor, "usage.rollup", "UsageBucket", None, after=facts)
-            return result
-
-        outcome = await run_mutation(info, work)
+        facts = {"events": result.events, "buckets": result.buckets, "watermark": result.watermark}
+        outcome = await _audit_run(info, "usage.rollup", facts)
         return RollUpUsagePayload(
             events=result.events,
             buckets=result.buckets,
@@ -213,13 +217,8 @@ class UsageMutations:
     )
     async def report_usage(self, info: Info) -> ReportUsagePayload | None:
         result: ReportResult = await report_usage(info.context.session_factory, info.context.stripe, utcnow())
-
-        async def work(session: AsyncSession, actor: Actor) -> ReportResult:
-            facts = {"reported": result.reported, "failed": result.failed, "notBilled": result.not_billed}
-            await record_audit(session, actor, "usage.report", "UsageBucket", None, after=facts)
-            return result
-
-        outcome = await run_mutation(info, work)
+        facts = {"reported": result.reported, "failed": result.failed, "notBilled": result.not_billed}
+        outcome = await _audit_run(info, "usage.report", facts)
         return ReportUsagePayload(
             reported=result.reported,
             failed=result.failed,
