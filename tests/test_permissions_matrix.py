@@ -102,6 +102,7 @@ ARGUMENTS: dict[str, str] = {
     # usage
     "Query.usageSummary": '(meter: "api_calls")',
     "Mutation.createMeter": '(input: {key: "{meter_key}", name: "Probe", aggregation: SUM})',
+    "Mutation.createMeteredPrice": '(input: {meter: "{stripe_meter}", unitAmount: {amount: "0.01", currency: "usd"}})',
     "Mutation.setUsageQuota": '(input: {price: "{price}", meter: "api_calls", limit: 100})',
     "Mutation.recordUsage": '(events: [{customer: "{customer}", meter: "api_calls", value: 1, '
     'idempotencyKey: "{meter_key}"}])',
@@ -314,6 +315,11 @@ async def fresh_billing_objects(client: GraphQLClient) -> dict[str, str]:
         'mutation { createCoupon(input: {name: "Probe", duration: FOREVER, percentOff: 10}) '
         "{ coupon { stripeCouponId } userErrors { message } } }"
     )
+    meter_key = f"probe_billed_{uuid.uuid4().hex[:10]}"
+    await call(
+        f'mutation {{ createMeter(input: {{key: "{meter_key}", name: "Probe", aggregation: SUM}}) '
+        "{ meter { id } userErrors { message } } }"
+    )
     return {
         "billing_customer": str(customer),
         "draft_invoice": await invoice(),
@@ -323,6 +329,7 @@ async def fresh_billing_objects(client: GraphQLClient) -> dict[str, str]:
         "paid_invoice": await invoice("finalizeInvoice", "payInvoice"),
         "dunning_invoice": await invoice("finalizeInvoice"),
         "coupon": str(coupon["coupon"]["stripeCouponId"]),
+        "stripe_meter": meter_key,
         "promotion_code": f"PROBE{uuid.uuid4().hex[:10].upper()}",
     }
 

@@ -572,3 +572,56 @@ async def test_reporting_failures_are_kept_with_their_error_and_retried_later(
         await session.execute(update(UsageBucket).values(next_report_at=datetime.now(UTC) - timedelta(seconds=1)))
     assert (await run(up, REPORT))["reported"] == 1
     assert [e["payload"]["value"] for e in meter_events(emulator)] == ["4"]
+
+
+CREATE_PRICE = """mutation($input: CreateMeteredPriceInput!) { createMeteredPrice(input: $input) {
+  price { id usageType meterId stripePriceId unitAmount { amount } } userErrors { field message code } } }"""
+CREATE_CUSTOMER = """mutation($input: CreateCustomerInput!) { createCustomer(input: $input) {
+  customer { id stripeCustomerId } userErrors { field message } } }"""
+CREATE_SUBSCRIPTION = """mutation($input: CreateSubscriptionInput!) { createSubscription(input: $input) {
+  subscription { id stripeSubscriptionId } userErrors { field message code } } }"""
+
+
+async def test_usage_recorded_in_ledgerline_is_billed_by_stripe_at_renewal(
+    billing: GraphQLClient, emulator: EmulatorHandle
+) -> None:
+    """The whole metering path: a meter and a metered price made through Ledgerline, a customer
+    subscribed to it, usage recorded, rolled up and reported: Stripe's renewal invoice bills it."""
+    from api.usage.reporting import report_usage
+
+    meter = await run(billing, CREATE_METER, {"input": {"key": "calls", "name": "API calls", "aggregation": "SUM"}})
+    assert meter["userErrors"] == []
+    price = await run(
+        billing, CREATE_PRICE, {"input": {"meter": "calls", "unitAmount": {"amount": "0.05", "currency": "usd"}}}
+    )
+    assert price["userErrors"] == [], price
+    assert price["price"]["usageType"] == "METERED" and price["price"]["meterId"] == meter["meter"]["id"]
+    stripe_price = emulator.state.collection("price")[price["price"]["stripePriceId"]]
+    assert stripe_price["recurring"]["usage_type"] == "metered"
+    assert stripe_price["recurring"]["meter"] == meter["meter"]["stripeMeterId"]
+    customer = await run(billing, CREATE_CUSTOMER, {"input": {"name": "Metered Co", "paymentMethod": "pm_card_visa"}})
+    sub = await run(
+        billing, CREATE_SUBSCRIPTION, {"input": {"customer": customer["customer"]["id"], "price": price["price"]["id"]}}
+    )
+    assert sub["userErrors"] == [], sub
+    stripe_customer = customer["customer"]["stripeCustomerId"]
+
+    now = datetime.now(UTC)
+    recorded = await record(
+        billing, [event(stripe_customer, "calls", 40), event(stripe_customer, "calls", 2)], Role.OWNER
+    )
+    assert recorded["accepted"] == 2
+    await run(billing, ROLL_UP)
+    emulator.advance_clock(2 * 3600)  # the hour closes; Stripe's clock moves with the worker's
+    reported = await report_usage(billing.runtime.session_factory, billing.runtime.stripe, now + timedelta(hours=2))
+    assert reported.reported == 1, reported
+    emulator.advance_clock(32 * 86400)  # past the period's end: Stripe renews and bills the usage
+    invoices = [
+        i
+        for i in emulator.state.collection("invoice").values()
+        if i.get("subscription") == sub["subscription"]["stripeSubscriptionId"]
+        or (i.get("parent") or {}).get("subscription_details", {}).get("subscription")
+        == sub["subscription"]["stripeSubscriptionId"]
+    ]
+    usage_lines = [line for i in invoices for line in i.get("_lines", []) if "usage" in (line.get("description") or "")]
+    assert [line["amount"] for line in usage_lines] == [42 * 5], usage_lines

@@ -8,6 +8,7 @@ from api.catalog.models import Price, PriceInterval, Product, UsageType
 from api.errors import Invalid
 from api.stripe.gateway import StripeGateway
 from api.stripe.params import PriceCreateParams
+from api.usage.models import Meter
 
 
 async def ensure_stripe_price(session: AsyncSession, gateway: StripeGateway, price: Price, field: str = "price") -> str:
@@ -15,8 +16,7 @@ async def ensure_stripe_price(session: AsyncSession, gateway: StripeGateway, pri
     from the local ids, so concurrent or repeated first uses create one Stripe price."""
     if price.stripe_price_id is not None:
         return price.stripe_price_id
-    if price.usage_type is UsageType.METERED:
-        raise Invalid("this metered price is not linked to a Stripe price yet", field=field)
+    meter = await _meter_of(session, price, field)
     product = await session.get(Product, price.product_id, with_for_update=True)
     assert product is not None
     if product.stripe_product_id is None:
@@ -31,13 +31,25 @@ async def ensure_stripe_price(session: AsyncSession, gateway: StripeGateway, pri
         "currency": price.currency,
         "recurring": {
             "interval": "year" if price.interval is PriceInterval.YEAR else "month",
-            "usage_type": "licensed",
+            "usage_type": "metered" if meter is not None else "licensed",
         },
         "metadata": {"ledgerline_price_id": str(price.id)},
     }
+    if meter is not None:
+        params["recurring"]["meter"] = meter
     if price.nickname:
         params["nickname"] = price.nickname
     remote_price = await gateway.create_price(params, idempotency_key=f"ledgerline-price-{price.id}")
     price.stripe_price_id = remote_price.id
     await session.flush()
     return remote_price.id
+
+
+async def _meter_of(session: AsyncSession, price: Price, field: str) -> str | None:
+    """A metered price bills from its meter's Stripe billing meter; None for a licensed price."""
+    if price.usage_type is not UsageType.METERED:
+        return None
+    meter = await session.get(Meter, price.meter_id) if price.meter_id else None
+    if meter is None or meter.stripe_meter_id is None:
+        raise Invalid("this metered price has no meter in Stripe: create it with createMeteredPrice", field=field)
+    return meter.stripe_meter_id

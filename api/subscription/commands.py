@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.audit.record import Actor, record_audit
 from api.catalog.commands import ensure_stripe_price
-from api.catalog.models import Price
+from api.catalog.models import Price, UsageType
 from api.customer.commands import ensure_stripe_customer, get_customer_for_update
 from api.customer.models import CustomerStatus
 from api.db import utcnow
@@ -191,7 +191,12 @@ async def create_subscription(
     local_id = mk.local_id("subscription")
     params: SubscriptionCreateParams = {
         "customer": stripe_customer_id,
-        "items": [{"price": stripe_price_id, "quantity": data.quantity}],
+        # a metered price bills reported usage: Stripe refuses a quantity on it
+        "items": [
+            {"price": stripe_price_id}
+            if price.usage_type is UsageType.METERED
+            else {"price": stripe_price_id, "quantity": data.quantity}
+        ],
         # a declined first payment refuses the whole creation (nothing to clean up anywhere)
         "payment_behavior": "error_if_incomplete",
         "metadata": {"ledgerline_subscription_id": str(local_id)},

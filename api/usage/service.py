@@ -17,8 +17,10 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.audit.record import Actor, record_audit
-from api.catalog.models import Price, UsageType
+from api.catalog.commands import ensure_stripe_price
+from api.catalog.models import Price, PriceInterval, Product, UsageType
 from api.common.daterange import DateRange, make_range
+from api.common.money import MoneyAmount
 from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
 from api.db import driver_connection, utcnow
@@ -424,3 +426,59 @@ async def quota_status_for_customers(
     session: AsyncSession, customer_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[QuotaStatus]]:
     return await quota_status(await driver_connection(session, transactional=False), customer_ids)
+
+
+# --- metered prices ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewMeteredPrice:
+    meter_key: str
+    unit_amount: MoneyAmount  # per unit of the meter's aggregate
+    interval: PriceInterval = PriceInterval.MONTH
+    product_name: str | None = None
+    nickname: str | None = None
+
+
+async def create_metered_price(
+    session: AsyncSession, actor: Actor, gateway: StripeGateway, data: NewMeteredPrice
+) -> Price:
+    """A price billed per unit of a meter, in Ledgerline and in Stripe (a metered recurring price
+    on the meter's Stripe billing meter): subscribing to it bills what usage reporting sends."""
+    meter = await meter_by_key(session, data.meter_key)
+    if meter.stripe_meter_id is None:
+        raise Invalid(
+            f"meter {meter.key!r} has no Stripe billing meter (it was not made by createMeter)", field="meter"
+        )
+    unit_amount = data.unit_amount.minor_units("unitAmount")
+    if unit_amount < 0:
+        raise Invalid("`unitAmount` must not be negative", field="unitAmount.amount")
+    product = Product(name=(data.product_name or meter.name).strip()[:200])
+    session.add(product)
+    await session.flush()
+    price = Price(
+        product_id=product.id,
+        nickname=data.nickname,
+        unit_amount=unit_amount,
+        currency=data.unit_amount.currency.strip().lower(),
+        interval=data.interval,
+        usage_type=UsageType.METERED,
+        meter_id=meter.id,
+    )
+    session.add(price)
+    await session.flush()
+    await ensure_stripe_price(session, gateway, price, field="meter")
+    await record_audit(
+        session,
+        actor,
+        "price.create_metered",
+        "Price",
+        str(price.id),
+        after={
+            "meter": meter.key,
+            "unitAmount": unit_amount,
+            "currency": price.currency,
+            "stripePriceId": price.stripe_price_id,
+        },
+    )
+    return price

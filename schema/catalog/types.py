@@ -43,6 +43,7 @@ class Price(Node):
     usage_type: UsageTypeEnum  # type: ignore[valid-type]
     active: bool
     stripe_price_id: str | None
+    meter_id: strawberry.ID | None = strawberry.field(description="A metered price's meter.")
     product_id: strawberry.Private[uuid.UUID]
 
     @strawberry.field
@@ -60,5 +61,6 @@ class Price(Node):
             usage_type=m.usage_type,
             active=m.active,
             stripe_price_id=m.stripe_price_id,
+            meter_id=to_global_id("Meter", m.meter_id) if m.meter_id else None,
             product_id=m.product_id,
         )

@@ -13,6 +13,8 @@ from strawberry.scalars import JSON
 
 from api.audit.record import Actor, record_audit
 from api.auth.permissions import Capability
+from api.catalog.models import Price as PriceModel
+from api.catalog.models import PriceInterval
 from api.db import utcnow
 from api.errors import Invalid
 from api.usage.ingest import IngestResult
@@ -21,11 +23,20 @@ from api.usage.models import MeterAggregation, QuotaKind
 from api.usage.models import UsageQuota as UsageQuotaModel
 from api.usage.reporting import ReportResult, report_usage
 from api.usage.rollup import RollupResult, roll_up
-from api.usage.service import GRAPHQL_BATCH_LIMIT, NewMeter, create_meter, record_usage, set_usage_quota
+from api.usage.service import (
+    GRAPHQL_BATCH_LIMIT,
+    NewMeter,
+    NewMeteredPrice,
+    create_meter,
+    create_metered_price,
+    record_usage,
+    set_usage_quota,
+)
+from schema.catalog.types import Price, PriceIntervalEnum
 from schema.context import Info
 from schema.mutations import Outcome, UserError, run_mutation
 from schema.permissions import guarded
-from schema.scalars import parse_id
+from schema.scalars import MoneyInput, parse_id
 from schema.usage.types import (
     Meter,
     MeterAggregationEnum,
@@ -102,6 +113,21 @@ class UsageEventInput:
         }
 
 
+@strawberry.input
+class CreateMeteredPriceInput:
+    meter: str = strawberry.field(description="Meter key (a meter made by createMeter).")
+    unit_amount: MoneyInput = strawberry.field(description="Per unit of the meter's aggregate over a period.")
+    interval: PriceIntervalEnum = PriceInterval.MONTH  # type: ignore[valid-type]
+    product_name: str | None = strawberry.field(default=None, description="Default: the meter's name.")
+    nickname: str | None = None
+
+
+@strawberry.type
+class CreateMeteredPricePayload:
+    price: Price | None
+    user_errors: list[UserError]
+
+
 @strawberry.type(description="What a roll-up did.")
 class RollUpUsagePayload:
     events: int = strawberry.field(description="Events rolled up into hourly buckets by this run.")
@@ -151,6 +177,30 @@ class UsageMutations:
         outcome = await run_mutation(info, work)
         return CreateMeterPayload(
             meter=Meter.from_model(outcome.value) if outcome.value else None, user_errors=outcome.user_errors
+        )
+
+    @guarded(
+        Capability.CATALOG_MANAGE,
+        description="A price billed per unit of a meter, in Ledgerline and in Stripe (a metered price on the "
+        "meter's billing meter). Subscribe customers to it with createSubscription; reported usage is billed.",
+    )
+    async def create_metered_price(
+        self, info: Info, input: CreateMeteredPriceInput
+    ) -> CreateMeteredPricePayload | None:
+        data = NewMeteredPrice(
+            meter_key=input.meter,
+            unit_amount=input.unit_amount.to_amount(),
+            interval=PriceInterval(input.interval),
+            product_name=input.product_name,
+            nickname=input.nickname,
+        )
+
+        async def work(session: AsyncSession, actor: Actor) -> PriceModel:
+            return await create_metered_price(session, actor, info.context.stripe, data)
+
+        outcome = await run_mutation(info, work)
+        return CreateMeteredPricePayload(
+            price=Price.from_model(outcome.value) if outcome.value else None, user_errors=outcome.user_errors
         )
 
     @guarded(
