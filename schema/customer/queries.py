@@ -4,7 +4,7 @@ import strawberry
 
 from api.auth.permissions import Capability
 from api.customer.service import CustomerFilter, CustomerOrder, count_customers, get_customer, list_customers
-from schema.connections import paginate
+from schema.connections import paginate_reads
 from schema.context import Info
 from schema.customer.types import Customer, CustomerStatusEnum, CustomerTierEnum
 from schema.permissions import guarded
@@ -45,7 +45,7 @@ class CustomerQueries:
         after: AfterArg = None,
     ) -> Connection[Customer] | None:
         flt = filter.to_filter() if filter else CustomerFilter()
-        return await paginate(
+        return await paginate_reads(
             info,
             first,
             after,
