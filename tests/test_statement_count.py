@@ -93,3 +93,42 @@ async def test_statement_count_does_not_grow_with_page_size(
     # the caller's staff record (overrides, revocation), then customers, subscriptions, items,
     # prices, invoices: one statement each
     assert small == large == 6
+
+
+NESTED = """
+subscriptions { status items { quantity price { nickname unitAmount { amount } } } }
+paid: invoices(first: 2, status: [PAID, OPEN]) { edges { cursor node { number amountDue { amount } } } }
+invoices(first: 1) { pageInfo { hasNextPage endCursor } edges { node { status } } }
+"""
+
+
+async def test_prefetched_page_answers_as_the_loaders_do(
+    app_factory: Callable[..., GraphQLClient], hundred_customers_url: str
+) -> None:
+    """`customers` loads what its nodes ask for with the page (a look-ahead); behind a fragment
+    the look-ahead does not see the fields and the DataLoaders load them: same answer."""
+    client = app_factory(hundred_customers_url)
+    direct = await client.query(f"{{ customers(first: 20) {{ edges {{ node {{ {NESTED} }} }} }} }}")
+    hidden = await client.query(
+        f"{{ customers(first: 20) {{ edges {{ node {{ ...F }} }} }} }} fragment F on Customer {{ {NESTED} }}"
+    )
+    assert "errors" not in direct, direct
+    assert direct == hidden
+    edges: Any = direct["data"]
+    assert len(edges["customers"]["edges"]) == 20
+    assert all(e["node"]["subscriptions"][0]["items"][0]["price"]["unitAmount"] for e in edges["customers"]["edges"])
+
+
+async def test_bad_nested_argument_is_reported_at_its_field(
+    app_factory: Callable[..., GraphQLClient], hundred_customers_url: str
+) -> None:
+    client = app_factory(hundred_customers_url)
+    body: Any = await client.query(
+        "{ customers(first: 2) { edges { node { invoices(first: 500) { edges { cursor } } } } } }"
+    )
+    assert [e["path"] for e in body["errors"]] == [
+        ["customers", "edges", 0, "node", "invoices"],
+        ["customers", "edges", 1, "node", "invoices"],
+    ]
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert [e["node"]["invoices"] for e in body["data"]["customers"]["edges"]] == [None, None]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, select
@@ -39,21 +38,25 @@ def _by_ids(table: Table) -> Select[Any]:
     return select(table).where(any_of(table.c.id, "ids"))
 
 
-@dataclass(frozen=True, slots=True)
 class GroupedSelect:
-    """The rows of a model whose `key` column is one of the keys (bound as `:keys`), in order.
-    Built once (at import) and run with new keys: building a statement costs more than running it."""
+    """The rows of a model whose key column is one of the keys (bound as `:keys`), in order.
+    Declared once (at import) and built on first use, then run with new keys: building a
+    statement costs more than running it. (Built late because a foreign-key column takes its
+    type from the column it refers to, which may not be known yet at import.)"""
 
-    stmt: Select[Any]
-    key: str
+    def __init__(
+        self,
+        model: type[Any],
+        key_column: InstrumentedAttribute[Any],
+        *order_by: ColumnElement[Any] | InstrumentedAttribute[Any],
+    ) -> None:
+        self._parts = (model, key_column, order_by)
+        self.key = key_column.key
 
-
-def grouped_select(
-    model: type[Any],
-    key_column: InstrumentedAttribute[Any],
-    *order_by: ColumnElement[Any] | InstrumentedAttribute[Any],
-) -> GroupedSelect:
-    return GroupedSelect(select(table_of(model)).where(any_of(key_column, "keys")).order_by(*order_by), key_column.key)
+    @cached_property
+    def stmt(self) -> Select[Any]:
+        model, key_column, order_by = self._parts
+        return select(table_of(model)).where(any_of(key_column, "keys")).order_by(*order_by)
 
 
 async def load_by_ids(reads: DriverReads, model: type[M], ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, M]:

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, DateTime, Integer, Select, Uuid, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.common.batch import grouped_select, load_by_ids, load_grouped
+from api.common.batch import GroupedSelect, load_by_ids, load_grouped
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey, decode_cursor, make_page
 from api.common.queries import count_where, fetch_page
@@ -23,9 +23,9 @@ from api.errors import NotFound
 from api.invoice.models import Invoice, InvoiceLine, InvoiceStatus, Payment, Refund
 
 SORT_KEY = SortKey("invoice:CREATED_AT_DESC", Invoice.created_at, Invoice.id, True)
-LINES_OF_INVOICES = grouped_select(InvoiceLine, InvoiceLine.invoice_id, InvoiceLine.position, InvoiceLine.id)
-PAYMENTS_OF_INVOICES = grouped_select(Payment, Payment.invoice_id, Payment.created_at, Payment.id)
-REFUNDS_OF_INVOICES = grouped_select(Refund, Refund.invoice_id, Refund.created_at, Refund.id)
+LINES_OF_INVOICES = GroupedSelect(InvoiceLine, InvoiceLine.invoice_id, InvoiceLine.position, InvoiceLine.id)
+PAYMENTS_OF_INVOICES = GroupedSelect(Payment, Payment.invoice_id, Payment.created_at, Payment.id)
+REFUNDS_OF_INVOICES = GroupedSelect(Refund, Refund.invoice_id, Refund.created_at, Refund.id)
 
 
 @dataclass(frozen=True, slots=True)

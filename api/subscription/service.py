@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.common.batch import grouped_select, load_by_ids, load_grouped
+from api.common.batch import GroupedSelect, load_by_ids, load_grouped
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
@@ -17,10 +17,10 @@ from api.common.reads import DriverReads
 from api.errors import NotFound
 from api.subscription.models import Subscription, SubscriptionItem, SubscriptionStatus
 
-SUBSCRIPTIONS_OF_CUSTOMERS = grouped_select(
+SUBSCRIPTIONS_OF_CUSTOMERS = GroupedSelect(
     Subscription, Subscription.customer_id, Subscription.created_at.desc(), Subscription.id
 )
-ITEMS_OF_SUBSCRIPTIONS = grouped_select(
+ITEMS_OF_SUBSCRIPTIONS = GroupedSelect(
     SubscriptionItem, SubscriptionItem.subscription_id, SubscriptionItem.created_at, SubscriptionItem.id
 )
 SORT_KEY = SortKey("subscription:CREATED_AT_DESC", Subscription.created_at, Subscription.id, True)
