@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit.export import audit_export_routes
 from api.auth.request import authenticate_request
+from api.common.reads import DriverReads
 from api.errors import Unauthenticated
 from api.graphiql import graphiql_asset_routes, graphiql_html
 from api.logs import request_id_var
@@ -119,20 +120,23 @@ class GraphQLEndpoint:
         if request.method != "POST":
             await PlainTextResponse("Method Not Allowed", status_code=405)(scope, receive, send)
             return
-        try:
-            principal = await authenticate_request(request, self.runtime)
-        except Unauthenticated as exc:
-            body = error_body(exc.message, exc.code, request_id)
-            await JSONResponse(body, status_code=401, headers={"www-authenticate": "Bearer"})(scope, receive, send)
-            return
-        except Exception:  # e.g. the database is down: masked, logged with its stack trace
-            log.exception("authentication failed unexpectedly")
-            await JSONResponse(error_body("Internal error", "INTERNAL", request_id), status_code=500)(
-                scope, receive, send
-            )
-            return
-        scope["state"]["principal"] = principal
-        await self.graphql(scope, receive, send)
+        # one connection for the request's reads: the staff lookup, then the GraphQL reads
+        async with DriverReads(self.runtime.engine) as reads:
+            try:
+                principal = await authenticate_request(request, self.runtime, reads)
+            except Unauthenticated as exc:
+                body = error_body(exc.message, exc.code, request_id)
+                await JSONResponse(body, status_code=401, headers={"www-authenticate": "Bearer"})(scope, receive, send)
+                return
+            except Exception:  # e.g. the database is down: masked, logged with its stack trace
+                log.exception("authentication failed unexpectedly")
+                await JSONResponse(error_body("Internal error", "INTERNAL", request_id), status_code=500)(
+                    scope, receive, send
+                )
+                return
+            scope["state"]["principal"] = principal
+            scope["state"]["reads"] = reads
+            await self.graphql(scope, receive, send)
 
 
 def create_app(runtime: Runtime, graphql_factory: GraphQLFactory) -> Starlette:

@@ -14,6 +14,7 @@ from strawberry.asgi import GraphQL
 
 from api.app import create_app
 from api.auth.principal import Principal
+from api.common.reads import DriverReads
 from api.errors import Unauthenticated
 from api.logs import configure_logging
 from api.process import tune_garbage_collector
@@ -32,7 +33,8 @@ class LedgerlineGraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         state: dict[str, Any] = request.scope.get("state", {})
         principal: Principal | None = state.get("principal")
-        if principal is None:  # the endpoint authenticates before GraphQL runs; never reached otherwise
+        reads: DriverReads | None = state.get("reads")
+        if principal is None or reads is None:  # the endpoint authenticates before GraphQL runs
             raise Unauthenticated("not authenticated")
         client = request.client
         return Context(
@@ -40,7 +42,8 @@ class LedgerlineGraphQL(GraphQL[Context, None]):
             settings=self.runtime.settings,
             session_factory=self.runtime.session_factory,
             read_session_factory=self.runtime.read_session_factory,
-            loaders=Loaders(self.runtime.read_session_factory),
+            reads=reads,
+            loaders=Loaders(reads, self.runtime.read_session_factory),
             request_id=state.get("request_id", ""),
             stripe=self.runtime.stripe,
             client_ip=client.host if client else None,

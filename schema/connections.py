@@ -1,5 +1,5 @@
-"""The one way a root list field is resolved: page args checked, one page fetched in its own
-session, the total counted lazily (only when `totalCount` is selected)."""
+"""The one way a root list field is resolved: page args checked, one page fetched, the total
+counted lazily (only when `totalCount` is selected) in a session of its own."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.common.pagination import Page, PageArgs
+from api.common.reads import DriverReads
 from schema.context import Info
 from schema.scalars import Connection, page_args, to_connection
 
@@ -24,10 +25,37 @@ async def paginate(
     count: Callable[[AsyncSession], Awaitable[int]],
     convert: Callable[[ModelT], NodeT],
 ) -> Connection[NodeT]:
+    """A page fetched in a read session of its own."""
+
+    async def fetch_in_session(page: PageArgs) -> Page[ModelT]:
+        async with info.context.read_session() as session:
+            return await fetch(session, page)
+
+    return await paginate_with(info, first, after, fetch_in_session, count, convert)
+
+
+async def paginate_reads(
+    info: Info,
+    first: int | None,
+    after: str | None,
+    fetch: Callable[[DriverReads, PageArgs], Awaitable[Page[ModelT]]],
+    count: Callable[[AsyncSession], Awaitable[int]],
+    convert: Callable[[ModelT], NodeT],
+) -> Connection[NodeT]:
+    """A page fetched on the request's driver connection (see api.common.reads)."""
+    return await paginate_with(info, first, after, lambda page: fetch(info.context.reads, page), count, convert)
+
+
+async def paginate_with(
+    info: Info,
+    first: int | None,
+    after: str | None,
+    fetch: Callable[[PageArgs], Awaitable[Page[ModelT]]],
+    count: Callable[[AsyncSession], Awaitable[int]],
+    convert: Callable[[ModelT], NodeT],
+) -> Connection[NodeT]:
     settings = info.context.settings
-    page = page_args(first, after, default=settings.default_page_size, maximum=settings.max_page_size)
-    async with info.context.read_session() as session:
-        result = await fetch(session, page)
+    result = await fetch(page_args(first, after, default=settings.default_page_size, maximum=settings.max_page_size))
 
     async def total() -> int:
         async with info.context.read_session() as session:

@@ -13,6 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 from api.audit.record import Actor
 from api.auth.permissions import Capability, capabilities_of
 from api.auth.principal import Principal
+from api.common.reads import DriverReads
 from api.settings import Settings
 from api.stripe.gateway import StripeGateway
 
@@ -26,6 +27,8 @@ class Context:
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
     read_session_factory: async_sessionmaker[AsyncSession]
+    # the request's reads on one connection (see api.common.reads); the loaders use it too
+    reads: DriverReads
     loaders: Loaders
     request_id: str
     stripe: StripeGateway

@@ -1,5 +1,6 @@
-"""Per-request DataLoaders. Each batch opens its own short session: graphql-core resolves sibling
-fields concurrently, and one AsyncSession must never be shared between them."""
+"""Per-request DataLoaders. Batches run on the request's driver connection (api.common.reads),
+which serialises them: graphql-core resolves sibling fields concurrently. Usage totals, computed
+by the metering service with a session, open a short session of their own per batch."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from strawberry.dataloader import DataLoader
 from api.catalog.models import Price, Product
 from api.catalog.service import prices_by_ids, products_by_ids
 from api.common.pagination import Page, PageArgs
+from api.common.reads import DriverReads
 from api.customer.models import Customer
 from api.customer.service import customers_by_ids
 from api.invoice.models import Invoice, InvoiceLine, InvoiceStatus, Payment, Refund
@@ -41,11 +43,13 @@ from api.usage.service import (
 
 K = TypeVar("K")
 V = TypeVar("V")
-Fetch = Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]]
+Fetch = Callable[[DriverReads, Sequence[K]], Awaitable[Mapping[K, V]]]
+SessionFetch = Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]]
 
 
 class Loaders:
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, reads: DriverReads, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._reads = reads
         self._session_factory = session_factory
         self.customer: DataLoader[uuid.UUID, Customer | None] = self._one(customers_by_ids)
         self.subscription: DataLoader[uuid.UUID, Subscription | None] = self._one(subscriptions_by_ids)
@@ -67,11 +71,17 @@ class Loaders:
 
     def _load(self, fetch: Fetch[K, V], missing: Callable[[], V]) -> DataLoader[K, V]:
         async def load(keys: list[K]) -> list[V]:
-            async with self._session_factory() as session:
-                found = await fetch(session, keys)
+            found = await fetch(self._reads, keys)
             return [found[key] if key in found else missing() for key in keys]
 
         return DataLoader(load_fn=load)
+
+    def _in_session(self, fetch: SessionFetch[K, V]) -> Fetch[K, V]:
+        async def in_session(_: DriverReads, keys: Sequence[K]) -> Mapping[K, V]:
+            async with self._session_factory() as session:
+                return await fetch(session, keys)
+
+        return in_session
 
     def _one(self, fetch: Fetch[K, V]) -> DataLoader[K, V | None]:
         return self._load(fetch, lambda: None)
@@ -88,8 +98,8 @@ class Loaders:
     def invoice_page_of_customer(
         self, statuses: tuple[InvoiceStatus, ...], page: PageArgs
     ) -> DataLoader[uuid.UUID, Page[Invoice]]:
-        async def fetch(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Page[Invoice]]:
-            return await invoice_pages_for_customers(session, ids, statuses, page)
+        async def fetch(reads: DriverReads, ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, Page[Invoice]]:
+            return await invoice_pages_for_customers(reads, ids, statuses, page)
 
         empty = Page[Invoice]([], [], False, page.after is not None)
         return self._parametrised_loader(("invoices", statuses, page), fetch, lambda: empty)
@@ -100,7 +110,7 @@ class Loaders:
         async def fetch(session: AsyncSession, ids: Sequence[uuid.UUID]) -> Mapping[uuid.UUID, list[UsageSeries]]:
             return await series_for_customers(session, ids, meter_key, span, granularity)
 
-        return self._parametrised_loader(("usage", meter_key, span, granularity), fetch, list)
+        return self._parametrised_loader(("usage", meter_key, span, granularity), self._in_session(fetch), list)
 
     def quota_usage_of_customer(self) -> DataLoader[uuid.UUID, list[QuotaStatus]]:
-        return self._parametrised_loader(("quota_usage",), quota_status_for_customers, list)
+        return self._parametrised_loader(("quota_usage",), self._in_session(quota_status_for_customers), list)

@@ -8,6 +8,7 @@ from api.auth.apikeys import KEY_PREFIX, authenticate_api_key
 from api.auth.principal import Principal
 from api.auth.staff import apply_staff_policy
 from api.auth.tokens import TokenVerifier
+from api.common.reads import DriverReads
 from api.errors import Unauthenticated
 from api.graphiql import PLACEHOLDER_TOKEN
 
@@ -28,11 +29,14 @@ def bearer_token(authorization: str | None) -> str:
 
 
 async def authenticate(
-    authorization: str | None, verifier: TokenVerifier, session_factory: async_sessionmaker[AsyncSession]
+    authorization: str | None,
+    verifier: TokenVerifier,
+    session_factory: async_sessionmaker[AsyncSession],
+    reads: DriverReads,
 ) -> Principal:
     """Staff JWT (with the owner's overrides and revocations applied) or an integration's API key."""
     token = bearer_token(authorization)
-    async with session_factory() as session:
-        if token.startswith(KEY_PREFIX):
+    if token.startswith(KEY_PREFIX):
+        async with session_factory() as session:
             return await authenticate_api_key(session, token)
-        return await apply_staff_policy(session, await verifier.verify(token))
+    return await apply_staff_policy(reads, session_factory, await verifier.verify(token))

@@ -16,6 +16,7 @@ from api.auth.models import SecurityEventKind
 from api.auth.permissions import Capability, capabilities_of, forbidden
 from api.auth.principal import Principal
 from api.auth.security import SecurityEventRecord, record_security_events
+from api.common.reads import DriverReads
 from api.errors import LedgerlineError, Unauthenticated
 from api.runtime import Runtime
 
@@ -34,9 +35,16 @@ def request_actor(connection: HTTPConnection, principal: Principal | None) -> Ac
     return Actor.of(principal, request_id=request_id, ip=ip, user_agent=user_agent)
 
 
-async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> Principal:
+async def authenticate_request(
+    connection: HTTPConnection, runtime: Runtime, reads: DriverReads | None = None
+) -> Principal:
+    """The caller, or Unauthenticated (recorded). `reads`: the request's reads, for the staff
+    lookup to share their connection (without it, a connection is taken for the lookup alone)."""
     try:
-        return await authenticate(connection.headers.get("authorization"), runtime.verifier, runtime.session_factory)
+        if reads is None:
+            async with DriverReads(runtime.engine) as own_reads:
+                return await _authenticate(connection, runtime, own_reads)
+        return await _authenticate(connection, runtime, reads)
     except Unauthenticated as exc:
         actor = request_actor(connection, None)
         kind = SecurityEventKind.AUTHENTICATION_FAILED
@@ -54,6 +62,11 @@ async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> 
             runtime.session_factory, actor, [SecurityEventRecord(kind, f"{connection.url.path}", exc.message)]
         )
         raise
+
+
+async def _authenticate(connection: HTTPConnection, runtime: Runtime, reads: DriverReads) -> Principal:
+    authorization = connection.headers.get("authorization")
+    return await authenticate(authorization, runtime.verifier, runtime.session_factory, reads)
 
 
 def json_error(exc: LedgerlineError, status: int, connection: HTTPConnection, **headers: str) -> JSONResponse:

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.audit.record import Actor, record_audit
 from api.auth.models import StaffMember
 from api.auth.principal import Principal
 from api.auth.roles import Role
+from api.common.batch import table_of
+from api.common.reads import DriverReads
 from api.db import utcnow
 from api.errors import Invalid, Unauthenticated
 
 SEEN_PRECISION = timedelta(minutes=5)  # last_seen_at is written at most this often
+_STAFF = table_of(StaffMember)
+_STAFF_STATUS = select(_STAFF.c.role_override, _STAFF.c.revoked_at, _STAFF.c.last_seen_at).where(
+    _STAFF.c.subject == bindparam("subject")
+)
 
 
 def _snapshot(member: StaffMember | None) -> dict[str, object]:
@@ -28,18 +34,23 @@ def _snapshot(member: StaffMember | None) -> dict[str, object]:
     }
 
 
-async def apply_staff_policy(session: AsyncSession, principal: Principal) -> Principal:
-    """The principal as the owner's decisions make it: revoked → UNAUTHENTICATED, overridden role applied."""
-    member = await session.get(StaffMember, principal.subject)
+async def apply_staff_policy(
+    reads: DriverReads, session_factory: async_sessionmaker[AsyncSession], principal: Principal
+) -> Principal:
+    """The principal as the owner's decisions make it: revoked → UNAUTHENTICATED, overridden role
+    applied. Read on every request (never cached), so a change applies to the next request."""
+    rows = await reads.rows(_STAFF_STATUS, {"subject": principal.subject})
+    member = rows[0] if rows else None
     now = utcnow()
     if member is not None and member.revoked_at is not None:
         raise Unauthenticated(f"access for {principal.subject} has been revoked")
     if member is None or member.last_seen_at is None or now - member.last_seen_at > SEEN_PRECISION:
         stmt = insert(StaffMember).values(subject=principal.subject, updated_by="login", last_seen_at=now)
-        await session.execute(
-            stmt.on_conflict_do_update(index_elements=[StaffMember.subject], set_={"last_seen_at": now})
-        )
-        await session.commit()
+        async with session_factory() as session:
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=[StaffMember.subject], set_={"last_seen_at": now})
+            )
+            await session.commit()
     if member is not None and member.role_override:
         return Principal.staff(principal.subject, Role(member.role_override))
     return principal

@@ -10,14 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.catalog.models import Price, Product
 from api.common.batch import load_by_ids
+from api.common.reads import DriverReads
 
 
-async def prices_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Price]:
-    return await load_by_ids(session, Price, ids)
+async def prices_by_ids(reads: DriverReads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Price]:
+    return await load_by_ids(reads, Price, ids)
 
 
-async def products_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Product]:
-    return await load_by_ids(session, Product, ids)
+async def products_by_ids(reads: DriverReads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Product]:
+    return await load_by_ids(reads, Product, ids)
 
 
 async def list_prices(session: AsyncSession, *, active_only: bool = True) -> list[Price]:

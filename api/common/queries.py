@@ -9,12 +9,21 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.common.pagination import Page, PageArgs, SortKey, apply_keyset, make_page
+from api.common.reads import DriverReads
 
 M = TypeVar("M")
 
 
 async def fetch_page(session: AsyncSession, stmt: Select[M], key: SortKey, page: PageArgs) -> Page[M]:
-    rows = (await session.execute(apply_keyset(stmt, key, page))).scalars().all()
+    return _page_of((await session.execute(apply_keyset(stmt, key, page))).scalars().all(), key, page)
+
+
+async def read_page(reads: DriverReads, stmt: Select[Any], key: SortKey, page: PageArgs) -> Page[Any]:
+    """`fetch_page` on the request's driver connection: a page of read-only attribute rows."""
+    return _page_of(await reads.rows(apply_keyset(stmt, key, page)), key, page)
+
+
+def _page_of(rows: Sequence[M], key: SortKey, page: PageArgs) -> Page[M]:
     return make_page(
         rows, key, page, lambda row: getattr(row, key.column.key), lambda row: getattr(row, key.id_column.key)
     )

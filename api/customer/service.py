@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.common.batch import load_by_ids
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
-from api.common.queries import count_where, fetch_page
+from api.common.queries import count_where, read_page
+from api.common.reads import DriverReads
 from api.customer.models import Customer, CustomerStatus, CustomerTier
 from api.errors import NotFound
 
@@ -72,9 +73,9 @@ def _conditions(flt: CustomerFilter) -> list[ColumnElement[bool]]:
 
 
 async def list_customers(
-    session: AsyncSession, flt: CustomerFilter, order: CustomerOrder, page: PageArgs
+    reads: DriverReads, flt: CustomerFilter, order: CustomerOrder, page: PageArgs
 ) -> Page[Customer]:
-    return await fetch_page(session, select(Customer).where(*_conditions(flt)), SORT_KEYS[order], page)
+    return await read_page(reads, select(Customer).where(*_conditions(flt)), SORT_KEYS[order], page)
 
 
 async def count_customers(session: AsyncSession, flt: CustomerFilter) -> int:
@@ -88,5 +89,5 @@ async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Custome
     return customer
 
 
-async def customers_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Customer]:
-    return await load_by_ids(session, Customer, ids)
+async def customers_by_ids(reads: DriverReads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Customer]:
+    return await load_by_ids(reads, Customer, ids)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from api.common.batch import load_grouped
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
@@ -42,13 +44,22 @@ def _conditions(flt: DunningCaseFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+async def _grouped(
+    session: AsyncSession, key_column: InstrumentedAttribute[Any], keys: Sequence[Any], *order_by: Any
+) -> dict[Any, list[Any]]:
+    """The rows whose `key_column` is one of `keys`, in order, grouped by key: one statement."""
+    stmt = select(key_column.class_).where(key_column.in_(set(keys))).order_by(*order_by)
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for row in (await session.execute(stmt)).scalars():
+        grouped[getattr(row, key_column.key)].append(row)
+    return grouped
+
+
 async def case_views(session: AsyncSession, cases: Sequence[DunningCase]) -> list[CaseView]:
     """The cases with their steps (in order) and emails: two statements for any number of cases."""
     ids = [c.id for c in cases]
-    steps = await load_grouped(session, DunningStep, DunningStep.case_id, ids, DunningStep.position)
-    emails = await load_grouped(
-        session, OutboundEmail, OutboundEmail.related_id, ids, OutboundEmail.created_at, OutboundEmail.id
-    )
+    steps = await _grouped(session, DunningStep.case_id, ids, DunningStep.position)
+    emails = await _grouped(session, OutboundEmail.related_id, ids, OutboundEmail.created_at, OutboundEmail.id)
     return [CaseView(c, steps.get(c.id, []), emails.get(c.id, [])) for c in cases]
 
 

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, cast, func, select, true, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy import ColumnElement, DateTime, Integer, Select, Uuid, bindparam, func, select, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.common.batch import load_by_ids, load_grouped
+from api.common.batch import GroupedSelect, load_by_ids, load_grouped
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey, decode_cursor, make_page
 from api.common.queries import count_where, fetch_page
+from api.common.reads import DriverReads
 from api.errors import NotFound
 from api.invoice.models import Invoice, InvoiceLine, InvoiceStatus, Payment, Refund
 
 SORT_KEY = SortKey("invoice:CREATED_AT_DESC", Invoice.created_at, Invoice.id, True)
+LINES_OF_INVOICES = GroupedSelect(InvoiceLine, InvoiceLine.invoice_id, InvoiceLine.position, InvoiceLine.id)
+PAYMENTS_OF_INVOICES = GroupedSelect(Payment, Payment.invoice_id, Payment.created_at, Payment.id)
+REFUNDS_OF_INVOICES = GroupedSelect(Refund, Refund.invoice_id, Refund.created_at, Refund.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,57 +63,69 @@ async def get_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
     return invoice
 
 
-async def invoices_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Invoice]:
-    return await load_by_ids(session, Invoice, ids)
+async def invoices_by_ids(reads: DriverReads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Invoice]:
+    return await load_by_ids(reads, Invoice, ids)
 
 
-async def _newest_invoices(
-    session: AsyncSession,
-    customer_ids: Sequence[uuid.UUID],
-    statuses: Sequence[InvoiceStatus],
-    after: str | None,
-    limit: int,
-) -> dict[uuid.UUID, list[Invoice]]:
-    """Each customer's `limit` newest invoices, in one statement.
+@functools.cache
+def _newest_invoices_select(by_status: bool, after: bool) -> Select[Any]:
+    """Each customer's `:limit` newest invoices (of `:customer_ids`), in one statement; built once
+    per shape and run with new values.
 
     A LATERAL top-N per customer walks ix_invoice_customer_id_created_at and stops after `limit`
     rows, whatever the customer's history (a window over all of their invoices, or DISTINCT ON,
     made PostgreSQL scan the whole table)."""
-    customers = func.unnest(cast(array(list(dict.fromkeys(customer_ids)), type_=Uuid), ARRAY(Uuid)))
+    customers = func.unnest(bindparam("customer_ids", type_=ARRAY(Uuid)))
     customer = customers.table_valued("id").render_derived(name="c")
     conditions: list[ColumnElement[bool]] = [Invoice.customer_id == customer.c.id]
-    if statuses:
-        conditions.append(Invoice.status.in_(statuses))
-    if after is not None:
-        value, ident = decode_cursor(after, SORT_KEY.kind)
-        conditions.append(tuple_(Invoice.created_at, Invoice.id) < (value, ident))
+    if by_status:
+        conditions.append(Invoice.status.in_(bindparam("statuses", expanding=True)))
+    if after:
+        after_key = tuple_(
+            bindparam("after_created_at", type_=DateTime(timezone=True)), bindparam("after_id", type_=Uuid)
+        )
+        conditions.append(tuple_(Invoice.created_at, Invoice.id) < after_key)
     newest = (
         select(Invoice)
         .where(*conditions)
         .order_by(Invoice.created_at.desc(), Invoice.id.desc())
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .lateral("newest")
     )
-    stmt = (
+    return (
         select(newest)
         .select_from(customer)
         .join(newest, true())
         .order_by(newest.c.customer_id, newest.c.created_at.desc(), newest.c.id.desc())
     )
+
+
+async def _newest_invoices(
+    reads: DriverReads,
+    customer_ids: Sequence[uuid.UUID],
+    statuses: Sequence[InvoiceStatus],
+    after: str | None,
+    limit: int,
+) -> dict[uuid.UUID, list[Invoice]]:
+    values: dict[str, Any] = {"customer_ids": list(dict.fromkeys(customer_ids)), "limit": limit}
+    if statuses:
+        values["statuses"] = list(statuses)
+    if after is not None:
+        values["after_created_at"], values["after_id"] = decode_cursor(after, SORT_KEY.kind)
     grouped: dict[uuid.UUID, list[Invoice]] = defaultdict(list)
-    for row in (await session.execute(stmt)).all():
+    for row in await reads.rows(_newest_invoices_select(bool(statuses), after is not None), values):
         grouped[row.customer_id].append(typing.cast(Invoice, row))  # a read-only row, see api.common.batch
     return grouped
 
 
 async def invoice_pages_for_customers(
-    session: AsyncSession,
+    reads: DriverReads,
     customer_ids: Sequence[uuid.UUID],
     statuses: Sequence[InvoiceStatus],
     page: PageArgs,
 ) -> dict[uuid.UUID, Page[Invoice]]:
     """The first page of each customer's invoices (newest first), in one statement."""
-    grouped = await _newest_invoices(session, customer_ids, statuses, page.after, page.first + 1)
+    grouped = await _newest_invoices(reads, customer_ids, statuses, page.after, page.first + 1)
     return {
         cid: make_page(grouped.get(cid, []), SORT_KEY, page, lambda i: i.created_at, lambda i: i.id)
         for cid in customer_ids
@@ -115,27 +133,23 @@ async def invoice_pages_for_customers(
 
 
 async def latest_invoice_by_customer_ids(
-    session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    reads: DriverReads, customer_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, Invoice]:
-    grouped = await _newest_invoices(session, customer_ids, (), None, 1)
+    grouped = await _newest_invoices(reads, customer_ids, (), None, 1)
     return {cid: rows[0] for cid, rows in grouped.items()}
 
 
 async def lines_by_invoice_ids(
-    session: AsyncSession, invoice_ids: Sequence[uuid.UUID]
+    reads: DriverReads, invoice_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[InvoiceLine]]:
-    return await load_grouped(
-        session, InvoiceLine, InvoiceLine.invoice_id, invoice_ids, InvoiceLine.position, InvoiceLine.id
-    )
+    return await load_grouped(reads, LINES_OF_INVOICES, invoice_ids)
 
 
 async def payments_by_invoice_ids(
-    session: AsyncSession, invoice_ids: Sequence[uuid.UUID]
+    reads: DriverReads, invoice_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Payment]]:
-    return await load_grouped(session, Payment, Payment.invoice_id, invoice_ids, Payment.created_at, Payment.id)
+    return await load_grouped(reads, PAYMENTS_OF_INVOICES, invoice_ids)
 
 
-async def refunds_by_invoice_ids(
-    session: AsyncSession, invoice_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Refund]]:
-    return await load_grouped(session, Refund, Refund.invoice_id, invoice_ids, Refund.created_at, Refund.id)
+async def refunds_by_invoice_ids(reads: DriverReads, invoice_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Refund]]:
+    return await load_grouped(reads, REFUNDS_OF_INVOICES, invoice_ids)

@@ -9,13 +9,20 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.common.batch import load_by_ids, load_grouped
+from api.common.batch import GroupedSelect, load_by_ids, load_grouped
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
+from api.common.reads import DriverReads
 from api.errors import NotFound
 from api.subscription.models import Subscription, SubscriptionItem, SubscriptionStatus
 
+SUBSCRIPTIONS_OF_CUSTOMERS = GroupedSelect(
+    Subscription, Subscription.customer_id, Subscription.created_at.desc(), Subscription.id
+)
+ITEMS_OF_SUBSCRIPTIONS = GroupedSelect(
+    SubscriptionItem, SubscriptionItem.subscription_id, SubscriptionItem.created_at, SubscriptionItem.id
+)
 SORT_KEY = SortKey("subscription:CREATED_AT_DESC", Subscription.created_at, Subscription.id, True)
 
 
@@ -50,26 +57,17 @@ async def get_subscription(session: AsyncSession, subscription_id: uuid.UUID) ->
     return subscription
 
 
-async def subscriptions_by_ids(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
-    return await load_by_ids(session, Subscription, ids)
+async def subscriptions_by_ids(reads: DriverReads, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
+    return await load_by_ids(reads, Subscription, ids)
 
 
 async def subscriptions_by_customer_ids(
-    session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+    reads: DriverReads, customer_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[Subscription]]:
-    return await load_grouped(
-        session, Subscription, Subscription.customer_id, customer_ids, Subscription.created_at.desc(), Subscription.id
-    )
+    return await load_grouped(reads, SUBSCRIPTIONS_OF_CUSTOMERS, customer_ids)
 
 
 async def items_by_subscription_ids(
-    session: AsyncSession, subscription_ids: Sequence[uuid.UUID]
+    reads: DriverReads, subscription_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[SubscriptionItem]]:
-    return await load_grouped(
-        session,
-        SubscriptionItem,
-        SubscriptionItem.subscription_id,
-        subscription_ids,
-        SubscriptionItem.created_at,
-        SubscriptionItem.id,
-    )
+    return await load_grouped(reads, ITEMS_OF_SUBSCRIPTIONS, subscription_ids)

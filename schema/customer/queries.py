@@ -4,8 +4,9 @@ import strawberry
 
 from api.auth.permissions import Capability
 from api.customer.service import CustomerFilter, CustomerOrder, count_customers, get_customer, list_customers
-from schema.connections import paginate
+from schema.connections import paginate_reads
 from schema.context import Info
+from schema.customer.lookahead import prefetch_customer_page
 from schema.customer.types import Customer, CustomerStatusEnum, CustomerTierEnum
 from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, date_range, parse_id
@@ -45,7 +46,7 @@ class CustomerQueries:
         after: AfterArg = None,
     ) -> Connection[Customer] | None:
         flt = filter.to_filter() if filter else CustomerFilter()
-        return await paginate(
+        page = await paginate_reads(
             info,
             first,
             after,
@@ -53,6 +54,8 @@ class CustomerQueries:
             lambda s: count_customers(s, flt),
             Customer.from_model,
         )
+        await prefetch_customer_page(info, [edge.node.local_id for edge in page.edges])
+        return page
 
     @guarded(Capability.CUSTOMER_READ, description="One customer by id (global id or UUID).")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
