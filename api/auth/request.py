@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
@@ -34,9 +35,15 @@ def request_actor(connection: HTTPConnection, principal: Principal | None) -> Ac
     return Actor.of(principal, request_id=request_id, ip=ip, user_agent=user_agent)
 
 
-async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> Principal:
+async def authenticate_request(
+    connection: HTTPConnection, runtime: Runtime, authorization: str | None = None
+) -> Principal:
+    """`authorization` defaults to the request's Authorization header (a WebSocket passes the one
+    its client sent in `connection_init`)."""
+    if authorization is None:
+        authorization = connection.headers.get("authorization")
     try:
-        return await authenticate(connection.headers.get("authorization"), runtime.verifier, runtime.session_factory)
+        return await authenticate(authorization, runtime.verifier, runtime.session_factory)
     except Unauthenticated as exc:
         actor = request_actor(connection, None)
         kind = SecurityEventKind.AUTHENTICATION_FAILED
@@ -54,6 +61,21 @@ async def authenticate_request(connection: HTTPConnection, runtime: Runtime) -> 
             runtime.session_factory, actor, [SecurityEventRecord(kind, f"{connection.url.path}", exc.message)]
         )
         raise
+
+
+@dataclass(slots=True)
+class WebSocketCredentials:
+    """What a WebSocket's client sent to authenticate (in its first message), checked like an HTTP
+    request's header whenever the connection needs its principal: at connection and again later,
+    so a revoked staff member or API key stops there."""
+
+    connection: HTTPConnection
+    runtime: Runtime
+    authorization: str | None = None
+
+    async def authenticate(self) -> Principal:
+        # "" rather than None: the connection's handshake headers are not credentials here
+        return await authenticate_request(self.connection, self.runtime, self.authorization or "")
 
 
 def json_error(exc: LedgerlineError, status: int, connection: HTTPConnection, **headers: str) -> JSONResponse:
