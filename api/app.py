@@ -19,7 +19,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit.export import audit_export_routes
@@ -103,7 +103,8 @@ def error_body(message: str, code: str, request_id: str | None, **extra: Any) ->
 
 
 class GraphQLEndpoint:
-    """GET with a browser → the offline GraphiQL page; POST → authenticate, then GraphQL."""
+    """GET with a browser → the offline GraphiQL page; POST → authenticate, then GraphQL;
+    WebSocket → GraphQL, which authenticates the connection's first message (subscriptions)."""
 
     def __init__(self, graphql: ASGIApp, runtime: Runtime) -> None:
         self.graphql = graphql
@@ -111,6 +112,9 @@ class GraphQLEndpoint:
         self.ide_html = graphiql_html()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.graphql(scope, receive, send)
+            return
         request = Request(scope, receive)
         request_id = scope["state"].get("request_id")
         if request.method == "GET":
@@ -180,6 +184,7 @@ def create_app(runtime: Runtime, graphql_factory: GraphQLFactory) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

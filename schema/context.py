@@ -10,9 +10,11 @@ from arq import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
 
+from api.alert.feed import AlertFeed
 from api.audit.record import Actor
 from api.auth.permissions import Capability, capabilities_of
 from api.auth.principal import Principal
+from api.auth.request import WebSocketCredentials
 from api.common.reads import DriverReads
 from api.settings import Settings
 from api.stripe.gateway import StripeGateway
@@ -39,6 +41,10 @@ class Context:
     capabilities: frozenset[Capability] = field(default_factory=frozenset)
     # what this request was refused (recorded as security events after the operation)
     denials: set[tuple[Capability, str]] = field(default_factory=set)
+    # set on WebSocket connections (subscriptions): the client's credentials, checked again while
+    # the connection lives, and the live feed of new alerts
+    websocket: WebSocketCredentials | None = None
+    alert_feed: AlertFeed | None = None
 
     def __post_init__(self) -> None:
         if not self.capabilities:

@@ -19,7 +19,9 @@ from api.auth.roles import Role
 from api.settings import Settings
 from schema.access.mutations import AccessMutations
 from schema.access.queries import AccessQueries
+from schema.alert.mutations import AlertMutations
 from schema.alert.queries import AlertQueries
+from schema.alert.subscriptions import AlertSubscriptions
 from schema.audit.queries import AuditQueries
 from schema.catalog.queries import CatalogQueries
 from schema.coupon.mutations import CouponMutations
@@ -77,8 +79,13 @@ Mutation = merge_types(
         ReconciliationMutations,
         UsageMutations,
         DunningMutations,
+        AlertMutations,
     ),
 )
+
+# "Subscription" names the billing object type, so the root of subscription operations is named
+# after its role
+SubscriptionRoot = merge_types("SubscriptionRoot", (AlertSubscriptions,))
 
 
 class RoleSchema(strawberry.Schema):
@@ -104,7 +111,14 @@ def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Sch
         capabilities = role_capabilities(role)
         mutations = Mutation.__strawberry_definition__.fields  # type: ignore[attr-defined]
         may_mutate = any(field_capability(f) in capabilities | {None} for f in mutations)
-        return RoleSchema(capabilities, query=Query, mutation=Mutation if may_mutate else None, config=CONFIG)
+        may_subscribe = bool(subscription_capabilities() & (capabilities | {None}))
+        return RoleSchema(
+            capabilities,
+            query=Query,
+            mutation=Mutation if may_mutate else None,
+            subscription=SubscriptionRoot if may_subscribe else None,
+            config=CONFIG,
+        )
     # The depth and alias rules are built once: rule classes are stateless, and the validation
     # cache is keyed by them (rules rebuilt per request made every validation a cache miss).
     limits: list[type[ASTValidationRule]] = [
@@ -115,6 +129,7 @@ def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Sch
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=SubscriptionRoot,
         extensions=[
             lambda: AddValidationRules(limits),
             lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
@@ -125,6 +140,12 @@ def build_schema(settings: Settings, role: Role | None = None) -> strawberry.Sch
         ],
         config=CONFIG,
     )
+
+
+def subscription_capabilities() -> frozenset[Capability | None]:
+    """What each subscription field needs (None: nothing beyond being authenticated)."""
+    fields = SubscriptionRoot.__strawberry_definition__.fields  # type: ignore[attr-defined]
+    return frozenset(field_capability(f) for f in fields)
 
 
 def print_sdl(settings: Settings | None = None, role: Role | None = None) -> str:

@@ -85,29 +85,38 @@ def sdk(emulator: EmulatorHandle) -> stripe.StripeClient:
 
 
 @asynccontextmanager
-async def serving_webhooks(client: GraphQLClient, emulator: EmulatorHandle, secret: str) -> AsyncIterator[None]:
-    """The app served over real HTTP with the emulator posting its signed webhooks to it; on exit
-    the queue is drained so that no job outlives the test."""
+async def serving(client: GraphQLClient) -> AsyncIterator[int]:
+    """The client's app served over real HTTP and WebSocket by uvicorn, in the test's event loop;
+    yields the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(create_app(client.runtime, graphql_factory), lifespan="off", log_level="warning")
     )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(1000):
         if server.started:
             break
         await asyncio.sleep(0.01)
-    emulator.configure_webhooks(f"http://127.0.0.1:{port}/webhooks/stripe", secret)
     try:
-        yield
+        yield sock.getsockname()[1]
     finally:
-        emulator.configure_webhooks(None)
-        await drain(client)
         server.should_exit = True
-        await serving
+        await task
         sock.close()
+
+
+@asynccontextmanager
+async def serving_webhooks(client: GraphQLClient, emulator: EmulatorHandle, secret: str) -> AsyncIterator[None]:
+    """The app served over real HTTP with the emulator posting its signed webhooks to it; on exit
+    the queue is drained so that no job outlives the test."""
+    async with serving(client) as port:
+        emulator.configure_webhooks(f"http://127.0.0.1:{port}/webhooks/stripe", secret)
+        try:
+            yield
+        finally:
+            emulator.configure_webhooks(None)
+            await drain(client)
 
 
 async def deliver(emulator: EmulatorHandle) -> None:

@@ -19,6 +19,8 @@ import pytest
 from graphql import GraphQLObjectType, get_named_type, is_composite_type
 from sqlalchemy import func, select
 
+from api.alert.models import AlertKind, AlertSeverity
+from api.alert.service import NewAlert, raise_alert
 from api.audit.models import AuditEntry
 from api.audit.record import Actor, record_audit
 from api.auth.apikeys import create_api_key
@@ -115,7 +117,11 @@ ARGUMENTS: dict[str, str] = {
     "Mutation.resumeDunning": '(input: {case: "{paused_dunning_case}"})',
     "Mutation.closeDunningCase": '(input: {case: "{closable_dunning_case}", reason: "probe"})',
     "Mutation.retryDunningNow": '(input: {case: "{retryable_dunning_case}"})',
+    # a churn-risk alert: every principal holding the guard may see it (acknowledging again is allowed)
+    "Mutation.acknowledgeAlert": '(input: {id: "{alert}"})',
 }
+# Subscriptions run over WebSocket only: tests/test_alerts_live.py checks who may subscribe
+WEBSOCKET_ONLY = {"SubscriptionRoot"}
 
 
 EXPECTED_GUARDS = {
@@ -148,6 +154,9 @@ EXPECTED_GUARDS = {
     **{f"Mutation.{m}": Capability.BILLING_OPERATIONS for m in ("pauseDunning", "resumeDunning", "retryDunningNow")},
     "Mutation.closeDunningCase": Capability.BILLING_OPERATIONS,
     "Query.revenue": Capability.REVENUE_READ,
+    "Query.alerts": Capability.CUSTOMER_READ,
+    "Mutation.acknowledgeAlert": Capability.ALERT_ACKNOWLEDGE,
+    "SubscriptionRoot.alertRaised": Capability.CUSTOMER_READ,
 }
 
 
@@ -190,7 +199,7 @@ PRINCIPALS = [f"role:{r.value}" for r in Role] + [f"scope:{s.value}" for s in Sc
 
 def test_every_guarded_field_can_be_reached() -> None:
     for g in GUARDED:
-        assert g.type_name in REACH or g.type_name == "Mutation", f"add {g.type_name} to REACH"
+        assert g.type_name in REACH or g.type_name in {"Mutation", *WEBSOCKET_ONLY}, f"add {g.type_name} to REACH"
         field = g.key
         if field in ARGUMENTS or g.type_name != "Mutation":
             continue
@@ -241,6 +250,10 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         )
         session.add(webhook_event)
         await b.dunning_case(await b.invoice(customer, status=InvoiceStatus.OPEN))  # reached by DunningCase fields
+        alert = await raise_alert(
+            session, NewAlert(AlertKind.CHURN_RISK, AlertSeverity.WARNING, "Matrix Corp may churn", "matrix:churn")
+        )
+        assert alert is not None
         reconciliation_run = ReconciliationRun(
             scope=ReconciliationScope.ALL, status=ReconciliationStatus.COMPLETED, requested_by="owner@test"
         )
@@ -258,6 +271,7 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         "price": gid("Price", price.id),
         "webhook_event": gid("WebhookEvent", webhook_event.id),
         "reconciliation_run": gid("ReconciliationRun", reconciliation_run.id),
+        "alert": gid("Alert", alert.id),
     }
 
 
@@ -410,6 +424,8 @@ async def test_matrix(client: GraphQLClient, dataset: dict[str, str], principal:
     billing = await fresh_billing_objects(client)
     billing.update(await fresh_dunning_cases(client, billing))
     for g in GUARDED:
+        if g.type_name in WEBSOCKET_ONLY:
+            continue
         values = {**dataset, **billing, "stripe_subscription": stripe_subscription, "trial_until": trial_until}
         if g.type_name == "Mutation":
             values["api_key"] = await fresh_key_id(client)

@@ -20,6 +20,7 @@ from api.customer.models import Customer
 from api.invoice.models import Invoice, InvoiceStatus, Payment, PaymentStatus, Refund
 from api.subscription.models import Subscription, SubscriptionItem
 from api.webhook.models import WebhookEvent, WebhookStatus
+from api.webhook.service import RetryPolicy, process_event
 from tests.conftest import GraphQLClient
 from tests.factories import Builder
 from tests.stripe_emulator import EmulatorHandle, run_emulator, sign_payload
@@ -305,6 +306,43 @@ async def test_a_failing_event_keeps_its_error_is_retried_then_succeeds_on_repro
     async with client.runtime.session_factory() as session:
         assert (await session.execute(select(sql_func.count()).select_from(Refund))).scalar_one() == 1
         assert (await session.get(Invoice, invoice.id)).amount_refunded == 1500  # type: ignore[union-attr]
+
+
+async def test_an_event_failing_for_good_raises_one_webhook_failure_alert(client: GraphQLClient) -> None:
+    """No alert while retries remain; one WEBHOOK_FAILURE alert once the last attempt failed, still
+    one after a reprocess that fails again; only roles that read the webhook log see it."""
+    refund = {
+        "id": "re_lost",
+        "object": "refund",
+        "amount": 700,
+        "currency": "usd",
+        "charge": "ch_lost",
+        "payment_intent": "pi_lost",
+        "status": "succeeded",
+        "created": int(time.time()),
+        "metadata": {},
+    }
+    alerts = "{ alerts(filter: {kind: [WEBHOOK_FAILURE]}) { nodes { kind severity message details } } }"
+    assert (await post_signed(client, event("refund.created", refund))).status_code == 200
+    (stored,) = await stored_events(client)
+    policy = RetryPolicy(max_attempts=2)
+    async with client.runtime.session_factory() as session, session.begin():
+        first = await process_event(session, stored.id, policy)
+    assert first is not None and first.retry_in is not None  # a retry is due: no alert yet
+    assert (await client.query(alerts, role=Role.OPERATIONS))["data"] == {"alerts": {"nodes": []}}
+    async with client.runtime.session_factory() as session, session.begin():
+        last = await process_event(session, stored.id, policy)
+    assert last is not None and last.event.status is WebhookStatus.FAILED and last.retry_in is None
+    body = await client.query(alerts, role=Role.OPERATIONS)
+    (alert,) = body["data"]["alerts"]["nodes"]  # type: ignore[index]
+    assert alert["severity"] == "CRITICAL" and "refund.created" in alert["message"]
+    assert alert["details"]["attempts"] == 2 and "NotYetKnown" in alert["details"]["last_error"]
+    # reprocessing fails again: still one alert
+    payload = await run(client, REPROCESS, {"input": {"id": str(stored.id)}}, role=Role.OPERATIONS)
+    assert payload["webhookEvent"]["status"] == "FAILED"
+    assert len((await client.query(alerts, role=Role.OWNER))["data"]["alerts"]["nodes"]) == 1  # type: ignore[index]
+    # support does not read the webhook log, so does not see its failures
+    assert (await client.query(alerts, role=Role.SUPPORT))["data"] == {"alerts": {"nodes": []}}
 
 
 async def test_webhook_log_permissions_filters_and_raw_payload(client: GraphQLClient) -> None:

@@ -1,4 +1,4 @@
-"""Raising and listing alerts. Who sees an alert follows what it is about: a quota alert is
+"""Raising, listing and acknowledging alerts. Who sees an alert follows what it is about: a quota alert is
 usage, a failed payment is an invoice, a webhook failure is the webhook log."""
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from sqlalchemy import ColumnElement, false, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.alert.broadcast import note_raised
 from api.alert.models import Alert, AlertKind, AlertSeverity, AlertStatus
-from api.auth.permissions import Capability
+from api.audit.record import Actor, record_audit
+from api.auth.permissions import Capability, forbidden
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
+from api.db import utcnow
+from api.errors import Forbidden, NotFound
 
 SORT_KEY = SortKey("alert:CREATED_AT_DESC", Alert.created_at, Alert.id, True)
 
@@ -64,7 +68,12 @@ async def raise_alert(session: AsyncSession, alert: NewAlert) -> Alert | None:
         .returning(Alert.id)
     )
     new_id = (await session.execute(stmt)).scalar_one_or_none()
-    return await session.get(Alert, new_id) if new_id is not None else None
+    if new_id is None:
+        return None
+    created = await session.get(Alert, new_id)
+    assert created is not None
+    note_raised(session, created)  # published to live subscribers once the transaction commits
+    return created
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +102,47 @@ async def list_alerts(
 
 async def count_alerts(session: AsyncSession, flt: AlertFilter, visible: frozenset[AlertKind]) -> int:
     return await count_where(session, Alert, _conditions(flt, visible))
+
+
+class HiddenAlert(Forbidden):
+    """The caller may not read alerts of this kind (so may not act on one either)."""
+
+    def __init__(self, kind: AlertKind) -> None:
+        self.capability = KIND_CAPABILITY[kind]
+        refused = forbidden(self.capability, f"acknowledge a {kind.value} alert")
+        super().__init__(
+            refused.message,
+            required_roles=refused.extra["requiredRoles"],
+            requiredScopes=refused.extra["requiredScopes"],
+        )
+
+
+def _snapshot(alert: Alert) -> dict[str, object]:
+    return {
+        "status": alert.status.value,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "acknowledged_by": alert.acknowledged_by,
+    }
+
+
+async def acknowledge_alert(
+    session: AsyncSession, actor: Actor, alert_id: uuid.UUID, capabilities: frozenset[Capability]
+) -> Alert:
+    """Marks the alert ACKNOWLEDGED by `actor`. Only an alert the caller may see (its kind's read
+    capability): FORBIDDEN otherwise. Acknowledging again changes nothing (who acknowledged first
+    stays) but is audited like any call."""
+    alert = await session.get(Alert, alert_id, with_for_update=True)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist", field="id")
+    if KIND_CAPABILITY[alert.kind] not in capabilities:
+        raise HiddenAlert(alert.kind)
+    before = _snapshot(alert)
+    if alert.status is not AlertStatus.ACKNOWLEDGED:
+        alert.status = AlertStatus.ACKNOWLEDGED
+        alert.acknowledged_at = utcnow()
+        alert.acknowledged_by = actor.subject
+        await session.flush()
+    await record_audit(
+        session, actor, "acknowledgeAlert", "Alert", str(alert.id), before=before, after=_snapshot(alert)
+    )
+    return alert

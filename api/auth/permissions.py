@@ -51,6 +51,7 @@ class Capability(enum.StrEnum):
     USAGE_WRITE = "usage:write"  # record usage events
     CATALOG_MANAGE = "catalog:manage"  # meters and quotas: what is billed and how much is allowed
     DUNNING_POLICY_MANAGE = "dunning_policy:manage"  # the steps taken after a failed payment
+    ALERT_ACKNOWLEDGE = "alert:acknowledge"  # mark an alert handled (only alerts the caller may see)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ MATRIX: dict[Capability, Rule] = {
     Capability.USAGE_WRITE:         _rule([OWNER], [Scope.USAGE_WRITE]),
     Capability.CATALOG_MANAGE:      _rule([OWNER, FINANCE]),  # pricing decisions, like coupons
     Capability.DUNNING_POLICY_MANAGE: _rule([OWNER, FINANCE]),
+    Capability.ALERT_ACKNOWLEDGE:   _rule([OWNER, OPERATIONS, FINANCE, SUPPORT]),  # analysts only read
 }
 # fmt: on
 

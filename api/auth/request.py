@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
@@ -36,15 +37,22 @@ def request_actor(connection: HTTPConnection, principal: Principal | None) -> Ac
 
 
 async def authenticate_request(
-    connection: HTTPConnection, runtime: Runtime, reads: DriverReads | None = None
+    connection: HTTPConnection,
+    runtime: Runtime,
+    reads: DriverReads | None = None,
+    authorization: str | None = None,
 ) -> Principal:
     """The caller, or Unauthenticated (recorded). `reads`: the request's reads, for the staff
-    lookup to share their connection (without it, a connection is taken for the lookup alone)."""
+    lookup to share their connection (without it, a connection is taken for the lookup alone).
+    `authorization` defaults to the request's Authorization header (a WebSocket passes the one its
+    client sent in `connection_init`)."""
+    if authorization is None:
+        authorization = connection.headers.get("authorization")
     try:
         if reads is None:
             async with DriverReads(runtime.engine) as own_reads:
-                return await _authenticate(connection, runtime, own_reads)
-        return await _authenticate(connection, runtime, reads)
+                return await authenticate(authorization, runtime.verifier, runtime.session_factory, own_reads)
+        return await authenticate(authorization, runtime.verifier, runtime.session_factory, reads)
     except Unauthenticated as exc:
         actor = request_actor(connection, None)
         kind = SecurityEventKind.AUTHENTICATION_FAILED
@@ -64,9 +72,19 @@ async def authenticate_request(
         raise
 
 
-async def _authenticate(connection: HTTPConnection, runtime: Runtime, reads: DriverReads) -> Principal:
-    authorization = connection.headers.get("authorization")
-    return await authenticate(authorization, runtime.verifier, runtime.session_factory, reads)
+@dataclass(slots=True)
+class WebSocketCredentials:
+    """What a WebSocket's client sent to authenticate (in its first message), checked like an HTTP
+    request's header whenever the connection needs its principal: at connection and again later,
+    so a revoked staff member or API key stops there."""
+
+    connection: HTTPConnection
+    runtime: Runtime
+    authorization: str | None = None
+
+    async def authenticate(self) -> Principal:
+        # "" rather than None: the connection's handshake headers are not credentials here
+        return await authenticate_request(self.connection, self.runtime, authorization=self.authorization or "")
 
 
 def json_error(exc: LedgerlineError, status: int, connection: HTTPConnection, **headers: str) -> JSONResponse:

@@ -18,6 +18,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.alert.models import AlertKind, AlertSeverity
+from api.alert.service import NewAlert, raise_alert
 from api.audit.record import Actor, record_audit
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
@@ -159,6 +161,8 @@ async def process_event(
             exc_info=not isinstance(exc, NotYetKnown),
         )
         await session.flush()
+        if retry_in is None:
+            await _alert_failed_for_good(session, event)
         return Processed(event, ran=True, retry_in=retry_in)
     event.status = WebhookStatus.PROCESSED
     event.processed_at, event.next_attempt_at, event.last_error = now, None, None
@@ -168,6 +172,29 @@ async def process_event(
         event.last_error = "older than the state already applied: nothing changed"
     await session.flush()
     return Processed(event, ran=True)
+
+
+async def _alert_failed_for_good(session: AsyncSession, event: WebhookEvent) -> None:
+    """An event that failed with no retry left (out of attempts, or a manual reprocess that failed)
+    needs someone: one alert per event, however often it is reprocessed and fails again."""
+    await raise_alert(
+        session,
+        NewAlert(
+            kind=AlertKind.WEBHOOK_FAILURE,
+            severity=AlertSeverity.CRITICAL,
+            message=f"Stripe event {event.stripe_event_id} ({event.type}) failed after "
+            f"{event.attempts} attempt{'s' if event.attempts != 1 else ''}: {(event.last_error or '')[:300]}",
+            dedup_key=f"webhook_failure:{event.id}",
+            customer_id=event.customer_id,
+            details={
+                "webhook_event_id": str(event.id),
+                "stripe_event_id": event.stripe_event_id,
+                "type": event.type,
+                "attempts": event.attempts,
+                "last_error": event.last_error,
+            },
+        ),
+    )
 
 
 def event_snapshot(event: WebhookEvent) -> dict[str, Any]:
