@@ -22,10 +22,10 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.audit.export import audit_export_routes
 from api.auth.request import authenticate_request
 from api.common.reads import DriverReads
 from api.errors import Unauthenticated
+from api.export.registry import EXPORT_PATHS, export_routes
 from api.graphiql import graphiql_asset_routes, graphiql_html
 from api.logs import request_id_var
 from api.metrics import Metrics
@@ -90,8 +90,7 @@ _KNOWN_ROUTES = {
     "/metrics",
     "/webhooks/stripe",
     "/v1/usage-events",
-    "/exports/audit-entries.csv",
-    "/exports/audit-entries.json",
+    *EXPORT_PATHS,
 }
 
 
@@ -189,7 +188,7 @@ def create_app(runtime: Runtime, graphql_factory: GraphQLFactory) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             *graphiql_asset_routes(),
-            *audit_export_routes(runtime),
+            *export_routes(runtime),
             stripe_webhook_route(runtime),
             usage_ingest_route(runtime),
         ],

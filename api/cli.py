@@ -28,6 +28,7 @@ from api.audit.cli import audit_app
 from api.auth.roles import Role
 from api.auth.tokens import issue_token, parse_ttl
 from api.embedded import Services, embedded_services
+from api.export.cli import export_command, filters_help
 from api.revenue.cli import revenue_app
 from api.settings import Settings, get_settings
 
@@ -42,6 +43,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(revenue_app, name="revenue")
+app.command("export", epilog=f"Filters per dataset:\n\n{filters_help()}")(export_command)
 
 ASGI_FACTORY = "schema.asgi:create_asgi_app"
 WORKER_SETTINGS = "workers.settings:WorkerSettings"

@@ -19,7 +19,7 @@ from api.db import sync_url
 from api.embedded import embedded_services
 from api.migrate import upgrade
 from api.runtime import Runtime
-from api.settings import Settings
+from api.settings import Settings, get_settings
 
 TEMPLATE_DATABASE = "ledgerline_template"
 
@@ -142,3 +142,16 @@ async def app_factory(redis_url: str) -> AsyncIterator[Callable[[str], GraphQLCl
         await client.aclose()
     for runtime in runtimes:
         await runtime.close()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[Callable[[str], None]]:
+    """Points the `ledgerline` command (run in-process by CliRunner) at a test database."""
+
+    def point_at(url: str) -> None:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        get_settings.cache_clear()
+
+    yield point_at
+    get_settings.cache_clear()

@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,6 @@ from api.cli import app as cli_app
 from api.customer.models import Customer
 from api.db import make_engine, make_session_factory, sync_url
 from api.runtime import Runtime
-from api.settings import get_settings
 from schema.scalars import to_global_id
 from tests.conftest import GraphQLClient, bearer, make_settings
 from tests.factories import BASE_TIME, Builder
@@ -289,17 +288,6 @@ async def test_only_the_owner_reads_the_chain_status(
 
 
 # --- `ledgerline audit verify` ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[Callable[[str], None]]:
-    def point_at(url: str) -> None:
-        monkeypatch.setenv("DATABASE_URL", url)
-        monkeypatch.setenv("REDIS_URL", redis_url)
-        get_settings.cache_clear()
-
-    yield point_at
-    get_settings.cache_clear()
 
 
 @pytest.fixture

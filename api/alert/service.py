@@ -84,7 +84,7 @@ class AlertFilter:
     created: DateRange = field(default_factory=DateRange)
 
 
-def _conditions(flt: AlertFilter, visible: frozenset[AlertKind]) -> list[ColumnElement[bool]]:
+def alert_conditions(flt: AlertFilter, visible: frozenset[AlertKind]) -> list[ColumnElement[bool]]:
     kinds = [k for k in (flt.kinds or tuple(AlertKind)) if k in visible]
     conditions = [flt.created.clause(Alert.created_at), Alert.kind.in_(kinds) if kinds else false()]
     if flt.statuses:
@@ -97,11 +97,11 @@ def _conditions(flt: AlertFilter, visible: frozenset[AlertKind]) -> list[ColumnE
 async def list_alerts(
     session: AsyncSession, flt: AlertFilter, visible: frozenset[AlertKind], page: PageArgs
 ) -> Page[Alert]:
-    return await fetch_page(session, select(Alert).where(*_conditions(flt, visible)), SORT_KEY, page)
+    return await fetch_page(session, select(Alert).where(*alert_conditions(flt, visible)), SORT_KEY, page)
 
 
 async def count_alerts(session: AsyncSession, flt: AlertFilter, visible: frozenset[AlertKind]) -> int:
-    return await count_where(session, Alert, _conditions(flt, visible))
+    return await count_where(session, Alert, alert_conditions(flt, visible))
 
 
 class HiddenAlert(Forbidden):

@@ -49,7 +49,7 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _conditions(flt: CustomerFilter) -> list[ColumnElement[bool]]:
+def customer_conditions(flt: CustomerFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [flt.created.clause(Customer.created_at)]
     if flt.search and flt.search.strip():
         pattern = _like_pattern(flt.search.strip())
@@ -75,11 +75,11 @@ def _conditions(flt: CustomerFilter) -> list[ColumnElement[bool]]:
 async def list_customers(
     reads: DriverReads, flt: CustomerFilter, order: CustomerOrder, page: PageArgs
 ) -> Page[Customer]:
-    return await read_page(reads, select(Customer).where(*_conditions(flt)), SORT_KEYS[order], page)
+    return await read_page(reads, select(Customer).where(*customer_conditions(flt)), SORT_KEYS[order], page)
 
 
 async def count_customers(session: AsyncSession, flt: CustomerFilter) -> int:
-    return await count_where(session, Customer, _conditions(flt))
+    return await count_where(session, Customer, customer_conditions(flt))
 
 
 async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer:

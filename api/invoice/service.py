@@ -37,7 +37,7 @@ class InvoiceFilter:
     due: DateRange = field(default_factory=DateRange)
 
 
-def _conditions(flt: InvoiceFilter) -> list[ColumnElement[bool]]:
+def invoice_conditions(flt: InvoiceFilter) -> list[ColumnElement[bool]]:
     conditions = [flt.created.clause(Invoice.created_at), flt.due.clause(Invoice.due_date)]
     if flt.statuses:
         conditions.append(Invoice.status.in_(flt.statuses))
@@ -49,11 +49,11 @@ def _conditions(flt: InvoiceFilter) -> list[ColumnElement[bool]]:
 
 
 async def list_invoices(session: AsyncSession, flt: InvoiceFilter, page: PageArgs) -> Page[Invoice]:
-    return await fetch_page(session, select(Invoice).where(*_conditions(flt)), SORT_KEY, page)
+    return await fetch_page(session, select(Invoice).where(*invoice_conditions(flt)), SORT_KEY, page)
 
 
 async def count_invoices(session: AsyncSession, flt: InvoiceFilter) -> int:
-    return await count_where(session, Invoice, _conditions(flt))
+    return await count_where(session, Invoice, invoice_conditions(flt))
 
 
 async def get_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:

@@ -33,7 +33,7 @@ class SubscriptionFilter:
     created: DateRange = field(default_factory=DateRange)
 
 
-def _conditions(flt: SubscriptionFilter) -> list[ColumnElement[bool]]:
+def subscription_conditions(flt: SubscriptionFilter) -> list[ColumnElement[bool]]:
     conditions = [flt.created.clause(Subscription.created_at)]
     if flt.statuses:
         conditions.append(Subscription.status.in_(flt.statuses))
@@ -43,11 +43,11 @@ def _conditions(flt: SubscriptionFilter) -> list[ColumnElement[bool]]:
 
 
 async def list_subscriptions(session: AsyncSession, flt: SubscriptionFilter, page: PageArgs) -> Page[Subscription]:
-    return await fetch_page(session, select(Subscription).where(*_conditions(flt)), SORT_KEY, page)
+    return await fetch_page(session, select(Subscription).where(*subscription_conditions(flt)), SORT_KEY, page)
 
 
 async def count_subscriptions(session: AsyncSession, flt: SubscriptionFilter) -> int:
-    return await count_where(session, Subscription, _conditions(flt))
+    return await count_where(session, Subscription, subscription_conditions(flt))
 
 
 async def get_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription:
