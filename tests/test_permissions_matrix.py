@@ -28,6 +28,7 @@ from api.auth.roles import Role, Scope
 from api.customer.models import Customer
 from api.db import make_engine, make_session_factory
 from api.dunning.models import DunningCaseStatus
+from api.health.service import recompute_health
 from api.invoice.models import Invoice, InvoiceStatus
 from api.reconciliation.models import ReconciliationRun, ReconciliationScope, ReconciliationStatus
 from api.settings import Settings
@@ -147,6 +148,7 @@ EXPECTED_GUARDS = {
     **{f"Mutation.{m}": Capability.BILLING_OPERATIONS for m in ("pauseDunning", "resumeDunning", "retryDunningNow")},
     "Mutation.closeDunningCase": Capability.BILLING_OPERATIONS,
     "Query.revenue": Capability.REVENUE_READ,
+    "Customer.health": Capability.CUSTOMER_READ,
 }
 
 
@@ -245,6 +247,7 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         )
         session.add(reconciliation_run)
         await session.flush()
+        await recompute_health(session, customer_ids=[customer.id])  # reached by Customer.health
     await engine.dispose()
 
     def gid(kind: str, local: object) -> str:

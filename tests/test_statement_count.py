@@ -38,7 +38,7 @@ async def hundred_customers_url(make_database: Callable[[], str]) -> str:
     return url
 
 
-async def count_statements(client: GraphQLClient, first: int) -> tuple[int, dict[str, Any]]:
+async def count_statements(client: GraphQLClient, first: int, query: str = DASHBOARD) -> tuple[int, dict[str, Any]]:
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -47,7 +47,7 @@ async def count_statements(client: GraphQLClient, first: int) -> tuple[int, dict
     sync_engine = client.runtime.engine.sync_engine
     event.listen(sync_engine, "before_cursor_execute", record)
     try:
-        body = await client.query(DASHBOARD, {"first": first})
+        body = await client.query(query, {"first": first})
     finally:
         event.remove(sync_engine, "before_cursor_execute", record)
     assert "errors" not in body, body

@@ -16,6 +16,8 @@ from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
 from api.customer.models import Customer, CustomerStatus, CustomerTier
 from api.errors import NotFound
+from api.health.models import HealthBand
+from api.health.service import in_bands
 
 
 class CustomerOrder(enum.StrEnum):
@@ -41,6 +43,7 @@ class CustomerFilter:
     industry: str | None = None
     internal_team: bool | None = None
     created: DateRange = field(default_factory=DateRange)
+    health_bands: Sequence[HealthBand] = ()  # current health band (customers never scored: none)
 
 
 def _like_pattern(text: str) -> str:
@@ -68,6 +71,8 @@ def _conditions(flt: CustomerFilter) -> list[ColumnElement[bool]]:
         conditions.append(func.lower(Customer.industry) == flt.industry.lower())
     if flt.internal_team is not None:
         conditions.append(Customer.internal_team.is_(flt.internal_team))
+    if flt.health_bands:
+        conditions.append(in_bands(flt.health_bands))
     return conditions
 
 
