@@ -29,6 +29,7 @@ from api.auth.roles import Role
 from api.auth.tokens import issue_token, parse_ttl
 from api.embedded import Services, embedded_services
 from api.export.cli import export_command, filters_help
+from api.health.cli import compute_health, health_app
 from api.revenue.cli import revenue_app
 from api.settings import Settings, get_settings
 
@@ -44,6 +45,7 @@ console = Console(stderr=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(revenue_app, name="revenue")
 app.command("export", epilog=f"Filters per dataset:\n\n{filters_help()}")(export_command)
+app.add_typer(health_app, name="health")
 
 ASGI_FACTORY = "schema.asgi:create_asgi_app"
 WORKER_SETTINGS = "workers.settings:WorkerSettings"
@@ -92,6 +94,8 @@ def _seed(database_url: str, customers: int, seed: int, now: datetime | None = N
             progress.update(tasks[stage], completed=done, total=total)
 
         summary = asyncio.run(seed_demo_data(database_url, customers=customers, seed=seed, now=now, progress=report))
+        # the demo shows health right away rather than after the nightly job
+        asyncio.run(compute_health(database_url, progress, now))
     console.print(
         f"seeded {summary.customers} customers, {summary.subscriptions} subscriptions, {summary.invoices} invoices, "
         f"{summary.usage_events} usage events, {summary.audit_entries} audit entries in {summary.seconds:.1f}s"

@@ -7,6 +7,7 @@ from api.catalog.models import Price, Product
 from api.customer.models import Customer
 from api.db import Base
 from api.dunning.models import DunningCase, DunningPolicy, DunningStep
+from api.health.models import CustomerHealth, CustomerHealthSnapshot
 from api.idempotency.models import MutationIdempotency
 from api.invoice.models import Invoice, InvoiceLine, Payment, Refund
 from api.mail.models import OutboundEmail
@@ -22,6 +23,8 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Customer",
+    "CustomerHealth",
+    "CustomerHealthSnapshot",
     "Discrepancy",
     "DunningCase",
     "DunningPolicy",

@@ -18,6 +18,7 @@ from api.common.pagination import Page, PageArgs
 from api.common.reads import DriverReads
 from api.customer.models import Customer
 from api.customer.service import customers_by_ids
+from api.health.service import CurrentHealth, health_by_customer_ids
 from api.invoice.models import Invoice, InvoiceLine, InvoiceStatus, Payment, Refund
 from api.invoice.service import (
     invoice_pages_for_customers,
@@ -57,6 +58,7 @@ class Loaders:
         self.price: DataLoader[uuid.UUID, Price | None] = self._one(prices_by_ids)
         self.product: DataLoader[uuid.UUID, Product | None] = self._one(products_by_ids)
         self.latest_invoice: DataLoader[uuid.UUID, Invoice | None] = self._one(latest_invoice_by_customer_ids)
+        self.health_of_customer: DataLoader[uuid.UUID, CurrentHealth | None] = self._one(health_by_customer_ids)
         self.subscriptions_of_customer: DataLoader[uuid.UUID, list[Subscription]] = self._many(
             subscriptions_by_customer_ids
         )

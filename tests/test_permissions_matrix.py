@@ -30,6 +30,7 @@ from api.auth.roles import Role, Scope
 from api.customer.models import Customer
 from api.db import make_engine, make_session_factory
 from api.dunning.models import DunningCaseStatus
+from api.health.service import recompute_health
 from api.invoice.models import Invoice, InvoiceStatus
 from api.reconciliation.models import ReconciliationRun, ReconciliationScope, ReconciliationStatus
 from api.settings import Settings
@@ -157,6 +158,7 @@ EXPECTED_GUARDS = {
     "Query.alerts": Capability.CUSTOMER_READ,
     "Mutation.acknowledgeAlert": Capability.ALERT_ACKNOWLEDGE,
     "SubscriptionRoot.alertRaised": Capability.CUSTOMER_READ,
+    "Customer.health": Capability.CUSTOMER_READ,
 }
 
 
@@ -259,6 +261,7 @@ async def dataset(matrix_db: str) -> dict[str, str]:
         )
         session.add(reconciliation_run)
         await session.flush()
+        await recompute_health(session, customer_ids=[customer.id])  # reached by Customer.health
     await engine.dispose()
 
     def gid(kind: str, local: object) -> str:

@@ -14,6 +14,7 @@ from api.logs import configure_logging
 from api.runtime import Runtime
 from api.settings import get_settings
 from workers.dunning import run_dunning
+from workers.health import compute_customer_health
 from workers.reconciliation import nightly_reconciliation, run_reconciliation
 from workers.revenue import snapshot_revenue
 from workers.usage import report_usage_to_stripe, roll_up_usage
@@ -61,6 +62,7 @@ class WorkerSettings:
         func(report_usage_to_stripe, max_tries=1, timeout=1800),
         func(run_dunning, max_tries=1, timeout=600),
         func(snapshot_revenue, max_tries=3, timeout=3600),
+        func(compute_customer_health, max_tries=3, timeout=3600),
     ]
     cron_jobs = [
         cron(heartbeat, second=0, unique=True, run_at_startup=True),
@@ -74,6 +76,8 @@ class WorkerSettings:
         cron(run_dunning, second=15, unique=True, timeout=600),
         # 00:10 UTC: yesterday is closed (late webhooks are caught by the next night's rerun)
         cron(snapshot_revenue, hour=0, minute=10, second=0, unique=True, timeout=3600),
+        # 02:00 UTC: yesterday's usage is rolled up and engagement counts closed days
+        cron(compute_customer_health, hour=2, minute=0, second=0, unique=True, timeout=3600),
     ]
     on_startup = startup
     on_shutdown = shutdown

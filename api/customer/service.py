@@ -17,6 +17,8 @@ from api.common.queries import count_where, read_page
 from api.common.reads import DriverReads
 from api.customer.models import Customer, CustomerStatus, CustomerTier
 from api.errors import NotFound
+from api.health.models import HealthBand
+from api.health.service import in_bands
 
 
 class CustomerOrder(enum.StrEnum):
@@ -42,6 +44,7 @@ class CustomerFilter:
     industry: str | None = None
     internal_team: bool | None = None
     created: DateRange = field(default_factory=DateRange)
+    health_bands: Sequence[HealthBand] = ()  # current health band (customers never scored: none)
 
 
 def _like_pattern(text: str) -> str:
@@ -69,6 +72,8 @@ def customer_conditions(flt: CustomerFilter) -> list[ColumnElement[bool]]:
         conditions.append(func.lower(Customer.industry) == flt.industry.lower())
     if flt.internal_team is not None:
         conditions.append(Customer.internal_team.is_(flt.internal_team))
+    if flt.health_bands:
+        conditions.append(in_bands(flt.health_bands))
     return conditions
 
 

@@ -340,17 +340,22 @@ class QuotaStatus:
         return float(self.used * 100 / self.quota.limit) if self.quota.limit > 0 else (100.0 if self.used else 0.0)
 
 
-async def quota_status(
-    conn: asyncpg.Connection, customer_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[QuotaStatus]]:
-    """Each customer's current-period usage against every quota of its plan."""
+async def quotas_in_force(conn: asyncpg.Connection, customer_ids: Sequence[uuid.UUID]) -> list[CustomerQuota]:
+    """Every quota of the customers' live plans (one per customer and meter)."""
     rows = await conn.fetch(
         """SELECT DISTINCT s.customer_id, q.meter_id FROM subscription s
            JOIN subscription_item i ON i.subscription_id = s.id JOIN usage_quota q ON q.price_id = i.price_id
            WHERE s.customer_id = ANY($1::uuid[]) AND s.status IN ('ACTIVE', 'TRIALING', 'PAST_DUE')""",
         list(set(customer_ids)),
     )
-    quotas = list((await customer_quotas(conn, [(r["customer_id"], r["meter_id"]) for r in rows])).values())
+    return list((await customer_quotas(conn, [(r["customer_id"], r["meter_id"]) for r in rows])).values())
+
+
+async def quota_status(
+    conn: asyncpg.Connection, customer_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[QuotaStatus]]:
+    """Each customer's current-period usage against every quota of its plan."""
+    quotas = await quotas_in_force(conn, customer_ids)
     windows = [UsageWindow(q.customer_id, q.meter_id, q.aggregation, q.period_start, q.period_end) for q in quotas]
     status: dict[uuid.UUID, list[QuotaStatus]] = {c: [] for c in customer_ids}
     for quota, used in zip(quotas, await usage_in_windows(conn, windows), strict=True):

@@ -8,6 +8,7 @@ from schema.connections import paginate_reads
 from schema.context import Info
 from schema.customer.lookahead import prefetch_customer_page
 from schema.customer.types import Customer, CustomerStatusEnum, CustomerTierEnum
+from schema.health.types import HealthBandEnum
 from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, date_range, parse_id
 
@@ -22,6 +23,9 @@ class CustomerFilterInput:
     industry: str | None = None
     internal_team: bool | None = None
     created_at: DateRangeInput | None = None
+    health_band: list[HealthBandEnum] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Current health band (customers whose health was never computed match none)."
+    )
 
     def to_filter(self) -> CustomerFilter:
         return CustomerFilter(
@@ -31,6 +35,7 @@ class CustomerFilterInput:
             industry=self.industry,
             internal_team=self.internal_team,
             created=date_range(self.created_at, "filter.createdAt"),
+            health_bands=tuple(self.health_band or ()),
         )
 
 

@@ -15,6 +15,7 @@ from api.invoice.models import InvoiceStatus
 from api.invoice.service import InvoiceFilter, count_invoices
 from api.usage.service import Granularity, usage_span
 from schema.context import Info
+from schema.health.types import CustomerHealth
 from schema.invoice.types import Invoice, InvoiceStatusEnum
 from schema.permissions import guarded
 from schema.scalars import AfterArg, Connection, DateRangeInput, FirstArg, Node, date_range, to_connection, to_global_id
@@ -124,6 +125,15 @@ class Customer(Node):
     async def quota_usage(self, info: Info) -> list[QuotaUsage] | None:
         statuses = await info.context.loaders.quota_usage_of_customer().load(self.local_id)
         return [QuotaUsage.of(s) for s in statuses]
+
+    @guarded(
+        Capability.CUSTOMER_READ,
+        description="Health score (0 to 100), churn-risk band, components and trend, as last computed (daily); "
+        "null until first computed. Definitions: README, Customer health.",
+    )
+    async def health(self, info: Info) -> CustomerHealth | None:
+        current = await info.context.loaders.health_of_customer.load(self.local_id)
+        return CustomerHealth.of(current) if current else None
 
     @classmethod
     def from_model(cls, m: CustomerModel) -> Customer:
