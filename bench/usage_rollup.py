@@ -61,7 +61,7 @@ SELECT c.id, m.id, (g % 97) + 1, now() - make_interval(secs => (g::bigint * 7919
        'e' || g, CASE WHEN m.key = 'b_users' THEN jsonb_build_object('user', 'u' || (g % 50)) END
 FROM generate_series(1, $1::int) g
 JOIN c ON c.n = g % $2::int
-JOIN m ON m.n = g % 5
+JOIN m ON m.n = (g / $2::int) % 5  -- every customer uses every meter
 """
 
 TRUTH = """
