@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.audit.cli import audit_app
 from api.auth.roles import Role
 from api.auth.tokens import issue_token, parse_ttl
+from api.common.progress import progress_bar
 from api.embedded import Services, embedded_services
 from api.export.cli import export_command, filters_help
 from api.health.cli import compute_health, health_app
@@ -79,13 +79,7 @@ def _migrate(database_url: str) -> None:
 def _seed(database_url: str, customers: int, seed: int, now: datetime | None = None) -> None:
     from api.seed import seed_demo_data
 
-    with Progress(
-        TextColumn("[bold]{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with progress_bar(console, label_width=24) as progress:
         tasks: dict[str, Any] = {}
 
         def report(stage: str, done: int, total: int) -> None:

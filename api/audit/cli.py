@@ -6,10 +6,11 @@ import asyncio
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from sqlalchemy.exc import DBAPIError
 
 from api.audit.verify import ChainStatus, ProgressCallback, count_audit_entries_total, verify_chain
+from api.common.progress import progress_bar
 from api.db import make_engine, make_session_factory
 
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
@@ -43,14 +44,7 @@ def verify() -> None:
 
     with services(get_settings()) as urls:
         try:
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as progress:
+            with progress_bar(console, transient=True) as progress:
                 status = asyncio.run(_verify(urls.database_url, progress))
         except DBAPIError as exc:
             console.print(f"[red]cannot read the audit trail: {type(exc.orig).__name__}: {exc.orig}[/red]")

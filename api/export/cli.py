@@ -17,10 +17,11 @@ from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from api.auth.permissions import role_capabilities
 from api.auth.roles import Role
+from api.common.progress import progress_bar
 from api.db import make_engine, make_session_factory
 from api.errors import Forbidden, Invalid
 from api.export.encode import FORMATS, Format, encoded, encoder
@@ -110,13 +111,7 @@ def export_command(
         raise typer.Exit(1) from None
     with (
         services(get_settings()) as urls,
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
+        progress_bar(console) as progress,
     ):
         written, as_of = _run_to(output, lambda out: asyncio.run(_write(urls.database_url, job, kind, out, progress)))
     withheld = f"; withheld for {role}: {', '.join(job.withheld)}" if job.withheld else ""

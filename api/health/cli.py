@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
+from api.common.progress import progress_bar
 from api.db import make_engine, make_session_factory
 from api.health.service import RecomputeSummary, recompute_health
 
@@ -41,13 +42,7 @@ def recompute_command() -> None:
 
     with (
         services(get_settings()) as urls,
-        Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
+        progress_bar(console) as progress,
     ):
         summary = asyncio.run(compute_health(urls.database_url, progress))
     bands = ", ".join(f"{band.value} {count}" for band, count in summary.bands.items())
