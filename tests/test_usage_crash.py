@@ -63,7 +63,7 @@ async def _rows(conn: asyncpg.Connection, sql: str) -> set[tuple[object, ...]]:
 
 
 ROLLING_UP = """SELECT count(*) FROM pg_stat_activity WHERE state = 'active'
-  AND query LIKE '%INSERT INTO usage_bucket%' AND pid <> pg_backend_pid()"""
+  AND query LIKE '%usage_rollup_fresh%' AND pid <> pg_backend_pid()"""  # any step of a roll-up
 IN_TRANSACTION = """SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%usage_rollup_state%'
   AND state <> 'idle' AND pid <> pg_backend_pid()"""
 

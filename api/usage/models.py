@@ -142,10 +142,11 @@ class UsageBucket(Base):
     sending_total: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))  # reported_value once it lands
 
     __table_args__ = (
+        # meter first: the same index serves one customer's hours of a meter and a meter's hours
+        # across every customer (usageSummary), so the roll-up maintains one index fewer
         UniqueConstraint(
-            "customer_id", "meter_id", "bucket_start", name="uq_usage_bucket_customer_id_meter_id_bucket_start"
+            "meter_id", "customer_id", "bucket_start", name="uq_usage_bucket_meter_id_customer_id_bucket_start"
         ),
-        Index("ix_usage_bucket_meter_id_bucket_start", "meter_id", "bucket_start"),
         Index(
             "ix_usage_bucket_report_due",
             "report_status",

@@ -31,13 +31,17 @@ from api.usage.quotas import crossed_thresholds, customer_quotas
 CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
 WORK_MEM = "256MB"
 
-# Every meter's buckets in one pass over the new events (a hash aggregate: no sort of the events).
-# LATEST takes the value of the newest event by (time, id), found with max() over
-# ARRAY[epoch, id, value] (arrays compare element by element) instead of an ordered aggregate;
-# UNIQUE_COUNT gets its value from the statement after this one. Returns each (customer, meter)
-# written with its number of buckets.
-_BUCKETS = """
-WITH fresh AS (
+# The new events of every meter, aggregated per hour in one pass (a hash aggregate: no sort of the
+# events) into a temporary table. LATEST takes the value of the newest event by (time, id), found
+# with max() over ARRAY[epoch, id, value] (arrays compare element by element) instead of an
+# ordered aggregate; UNIQUE_COUNT gets its value from _UNIQUE_VALUES (0 until then).
+_STAGE = """
+CREATE TEMPORARY TABLE usage_rollup_fresh ON COMMIT DROP AS
+SELECT customer_id, meter_id, hour, aggregation, events,
+       CASE WHEN newest IS NULL THEN value ELSE newest[3] END AS value,
+       CASE WHEN newest IS NULL THEN latest_at ELSE to_timestamp(newest[1]::double precision) END AS latest_at,
+       CASE WHEN newest IS NULL THEN latest_id ELSE newest[2]::bigint END AS latest_id
+FROM (
     SELECT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC') AS hour, m.aggregation,
            CASE m.aggregation WHEN 'SUM' THEN sum(e.value) WHEN 'COUNT' THEN count(*) WHEN 'MAX' THEN max(e.value)
                               ELSE 0 END AS value,
@@ -47,39 +51,55 @@ WITH fresh AS (
     FROM usage_event e JOIN meter m ON m.id = e.meter_id
     WHERE e.id > $1 AND e.id <= $2
     GROUP BY e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation
-), written AS (
-    INSERT INTO usage_bucket AS b
-        (customer_id, meter_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
-    SELECT customer_id, meter_id, hour, aggregation,
-           CASE WHEN newest IS NULL THEN value ELSE newest[3] END, events,
-           CASE WHEN newest IS NULL THEN latest_at ELSE to_timestamp(newest[1]) END,
-           CASE WHEN newest IS NULL THEN latest_id ELSE newest[2]::bigint END,
-           now()
-    FROM fresh
-    ON CONFLICT (customer_id, meter_id, bucket_start) DO UPDATE SET
-        value = CASE b.aggregation
-            WHEN 'SUM' THEN b.value + EXCLUDED.value
-            WHEN 'COUNT' THEN b.value + EXCLUDED.value
-            WHEN 'MAX' THEN GREATEST(b.value, EXCLUDED.value)
-            WHEN 'LATEST' THEN CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id)
-                                         > (b.latest_at, b.latest_event_id)
-                                    THEN EXCLUDED.value ELSE b.value END
-            ELSE b.value
-        END,
-        event_count = b.event_count + EXCLUDED.event_count,
-        latest_event_id = CASE WHEN (EXCLUDED.latest_at, EXCLUDED.latest_event_id) > (b.latest_at, b.latest_event_id)
-                               THEN EXCLUDED.latest_event_id ELSE b.latest_event_id END,
-        latest_at = GREATEST(b.latest_at, EXCLUDED.latest_at),
-        updated_at = now(),
-        -- a changed bucket is reported again (the difference, under a new revision)
-        report_status = 'PENDING',
-        report_attempts = 0,
-        next_report_at = NULL
-    RETURNING customer_id, meter_id
-)
-SELECT customer_id, meter_id, count(*) AS buckets FROM written GROUP BY customer_id, meter_id
+) AS a
 """
 
+# Hours that already have a bucket take the new events in, each by its meter's aggregation; a
+# changed bucket is reported again (the difference, under a new revision).
+_MERGE = """
+UPDATE usage_bucket AS b SET
+    value = CASE b.aggregation
+        WHEN 'SUM' THEN b.value + f.value
+        WHEN 'COUNT' THEN b.value + f.value
+        WHEN 'MAX' THEN GREATEST(b.value, f.value)
+        WHEN 'UNIQUE_COUNT' THEN b.value + f.value  -- values new to the hour (see _UNIQUE_VALUES)
+        WHEN 'LATEST' THEN CASE WHEN (f.latest_at, f.latest_id) > (b.latest_at, b.latest_event_id)
+                                THEN f.value ELSE b.value END
+        ELSE b.value
+    END,
+    event_count = b.event_count + f.events,
+    latest_event_id = CASE WHEN (f.latest_at, f.latest_id) > (b.latest_at, b.latest_event_id)
+                           THEN f.latest_id ELSE b.latest_event_id END,
+    latest_at = GREATEST(b.latest_at, f.latest_at),
+    updated_at = now(),
+    report_status = 'PENDING',
+    report_attempts = 0,
+    next_report_at = NULL
+FROM usage_rollup_fresh AS f
+WHERE b.meter_id = f.meter_id AND b.customer_id = f.customer_id AND b.bucket_start = f.hour
+"""
+
+# The other hours get a bucket: a plain insert in key order (no ON CONFLICT: the roll-up is the
+# only writer of buckets, and roll-ups never overlap: each holds the watermark row).
+_INSERT = """
+INSERT INTO usage_bucket
+    (customer_id, meter_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
+SELECT f.customer_id, f.meter_id, f.hour, f.aggregation, f.value, f.events, f.latest_at, f.latest_id, now()
+FROM usage_rollup_fresh AS f
+WHERE NOT EXISTS (
+    SELECT 1 FROM usage_bucket b
+    WHERE b.meter_id = f.meter_id AND b.customer_id = f.customer_id AND b.bucket_start = f.hour
+)
+ORDER BY f.meter_id, f.customer_id, f.hour
+"""
+
+_WRITTEN = """
+SELECT customer_id, meter_id, count(*) AS buckets, sum(events) AS events
+FROM usage_rollup_fresh GROUP BY customer_id, meter_id
+"""
+
+# UNIQUE_COUNT: the distinct values each hour has not seen yet, stored, and their number set on
+# the staged hour (before the buckets are written, so a new bucket is written once, with its value)
 _UNIQUE_VALUES = """
 WITH fresh AS (
     INSERT INTO usage_bucket_value (customer_id, meter_id, bucket_start, value)
@@ -91,9 +111,9 @@ WITH fresh AS (
     ON CONFLICT DO NOTHING
     RETURNING customer_id, meter_id, bucket_start
 )
-UPDATE usage_bucket b SET value = b.value + f.n
-FROM (SELECT customer_id, meter_id, bucket_start, count(*) AS n FROM fresh GROUP BY 1, 2, 3) AS f
-WHERE b.customer_id = f.customer_id AND b.meter_id = f.meter_id AND b.bucket_start = f.bucket_start
+UPDATE usage_rollup_fresh f SET value = u.n
+FROM (SELECT customer_id, meter_id, bucket_start, count(*) AS n FROM fresh GROUP BY 1, 2, 3) AS u
+WHERE f.customer_id = u.customer_id AND f.meter_id = u.meter_id AND f.hour = u.bucket_start
 """
 
 
@@ -124,12 +144,13 @@ async def _roll_chunk(session: AsyncSession, upper: int, result: RollupResult) -
     high = min(upper, watermark + CHUNK_EVENTS)
     # the aggregation of a large catch-up sorts and hashes in memory rather than on disk
     await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    rows = await conn.fetch(_BUCKETS, watermark, high)
+    await conn.execute(_STAGE, watermark, high)
     await conn.execute(_UNIQUE_VALUES, watermark, high)
-    result.events += int(
-        await conn.fetchval("SELECT count(*) FROM usage_event WHERE id > $1 AND id <= $2", watermark, high)
-    )
-    result.buckets += sum(r["buckets"] for r in rows)
+    await conn.execute(_MERGE)
+    await conn.execute(_INSERT)
+    rows = await conn.fetch(_WRITTEN)
+    result.events += sum(int(r["events"]) for r in rows)
+    result.buckets += sum(int(r["buckets"]) for r in rows)
     # the watermark first: usage reads add the events above it to the buckets
     await conn.execute("UPDATE usage_rollup_state SET last_event_id = $1, updated_at = now() WHERE id = 1", high)
     result.watermark = high

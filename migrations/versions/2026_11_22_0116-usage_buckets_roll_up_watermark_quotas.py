@@ -54,9 +54,8 @@ def upgrade() -> None:
     sa.Column('sending_value', sa.Numeric(precision=20, scale=6), nullable=True),
     sa.Column('sending_total', sa.Numeric(precision=20, scale=6), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_bucket')),
-    sa.UniqueConstraint('customer_id', 'meter_id', 'bucket_start', name='uq_usage_bucket_customer_id_meter_id_bucket_start')
+    sa.UniqueConstraint('meter_id', 'customer_id', 'bucket_start', name='uq_usage_bucket_meter_id_customer_id_bucket_start')
     )
-    op.create_index('ix_usage_bucket_meter_id_bucket_start', 'usage_bucket', ['meter_id', 'bucket_start'], unique=False)
     op.create_index('ix_usage_bucket_report_due', 'usage_bucket', ['report_status', 'bucket_start'], unique=False, postgresql_where=sa.text("report_status IN ('PENDING', 'FAILED')"))
     op.create_table('usage_quota',
     sa.Column('price_id', sa.Uuid(), nullable=False),
@@ -87,7 +86,6 @@ def downgrade() -> None:
     op.create_foreign_key("fk_usage_event_customer_id_customer", "usage_event", "customer", ["customer_id"], ["id"])
     op.drop_table('usage_quota')
     op.drop_index('ix_usage_bucket_report_due', table_name='usage_bucket', postgresql_where=sa.text("report_status IN ('PENDING', 'FAILED')"))
-    op.drop_index('ix_usage_bucket_meter_id_bucket_start', table_name='usage_bucket')
     op.drop_table('usage_bucket')
     op.drop_table('usage_rollup_state')
     op.drop_table('usage_bucket_value')
