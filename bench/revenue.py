@@ -50,8 +50,10 @@ DATA_DIR = Path(__file__).resolve().parent / ".data" / "revenue"
 JWT_SECRET = "ledgerline-bench-secret"
 QUERY = """query($g: RevenueGranularity!) { revenue(range: {preset: LAST_12_MONTHS}, granularity: $g, currency: "usd") {
   asOf summary { mrr { amount } } series { start mrr { amount } arr { amount } arpu { amount } activeCustomers
-  trialingCustomers openingMrr { amount } movements { new { mrr { amount } customers } expansion { mrr { amount } customers }
-  contraction { mrr { amount } customers } churned { mrr { amount } customers } reactivation { mrr { amount } customers }
+  trialingCustomers openingMrr { amount }
+  movements { new { mrr { amount } customers } expansion { mrr { amount } customers }
+  contraction { mrr { amount } customers } churned { mrr { amount } customers }
+  reactivation { mrr { amount } customers }
   net { amount } } customerChurnRate grossRevenueChurnRate netRevenueRetention ltv { amount }
   byPlan { name mrr { amount } customers } byTier { key mrr { amount } customers }
   payments { chargeSuccessRate chargeFailureRate refundRate refundedAmount { amount } recoveredAmount { amount } }
