@@ -12,7 +12,7 @@ import asyncpg
 from api.dunning.models import CLOSED_STATUSES
 from api.health.scoring import ENGAGEMENT_DAYS, SUPPORT_ACTIONS, SUPPORT_DAYS, HealthFacts, QuotaUse
 from api.usage.periods import UsageWindow, usage_in_windows
-from api.usage.service import quotas_in_force
+from api.usage.quotas import quotas_in_force
 
 LIVE_STATUSES = "('ACTIVE', 'TRIALING', 'PAST_DUE')"
 WATERMARK = "(SELECT last_event_id FROM usage_rollup_state WHERE id = 1)"

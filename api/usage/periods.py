@@ -129,6 +129,7 @@ class QuotaWindow(Protocol):
     def period_start(self) -> datetime: ...
     @property
     def period_end(self) -> datetime: ...
+    def window(self) -> UsageWindow: ...
 
 
 @dataclass(slots=True)
@@ -173,8 +174,7 @@ async def period_usage(
 ) -> dict[Pair, PeriodUsage]:
     """Usage this period of each (customer, meter) under a quota; for UNIQUE_COUNT meters also
     which of `unique_candidates` were already counted this period."""
-    windows = [UsageWindow(q.customer_id, q.meter_id, q.aggregation, q.period_start, q.period_end) for q in quotas]
-    totals = await usage_in_windows(conn, windows)
+    totals = await usage_in_windows(conn, [q.window() for q in quotas])
     usage = {
         (q.customer_id, q.meter_id): PeriodUsage(q.aggregation, total) for q, total in zip(quotas, totals, strict=True)
     }

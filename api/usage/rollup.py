@@ -25,7 +25,7 @@ from api.alert.models import AlertKind, AlertSeverity
 from api.alert.service import NewAlert, raise_alert
 from api.db import driver_connection
 from api.usage.ingest import INGEST_FENCE_LOCK
-from api.usage.periods import Pair, UsageWindow, decimal_text, usage_in_windows
+from api.usage.periods import Pair, decimal_text, usage_in_windows
 from api.usage.quotas import crossed_thresholds, customer_quotas
 
 CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
@@ -177,7 +177,7 @@ async def raise_quota_alerts(session: AsyncSession, pairs: Iterable[Pair]) -> li
     quotas = list((await customer_quotas(conn, pairs)).values())
     if not quotas:
         return []
-    windows = [UsageWindow(q.customer_id, q.meter_id, q.aggregation, q.period_start, q.period_end) for q in quotas]
+    windows = [q.window() for q in quotas]
     raised: list[uuid.UUID] = []
     for quota, used in zip(quotas, await usage_in_windows(conn, windows), strict=True):
         for threshold in crossed_thresholds(used, quota.limit):

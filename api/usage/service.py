@@ -28,8 +28,8 @@ from api.errors import Invalid, NotFound
 from api.stripe.gateway import StripeGateway
 from api.usage.ingest import IngestResult, directory_for, ingest_events
 from api.usage.models import Meter, MeterAggregation, QuotaKind, ReportStatus, UsageBucket, UsageQuota
-from api.usage.periods import COMBINE, UsageWindow, decimal_text, floor_hour, hourly_rows, usage_in_windows
-from api.usage.quotas import CustomerQuota, customer_quotas
+from api.usage.periods import COMBINE, decimal_text, floor_hour, hourly_rows, usage_in_windows
+from api.usage.quotas import CustomerQuota, quotas_in_force
 from api.usage.reporting import STRIPE_FORMULA
 
 GRAPHQL_BATCH_LIMIT = 1000  # recordUsage; POST /v1/usage-events takes USAGE_MAX_BATCH
@@ -340,33 +340,18 @@ class QuotaStatus:
         return float(self.used * 100 / self.quota.limit) if self.quota.limit > 0 else (100.0 if self.used else 0.0)
 
 
-async def quotas_in_force(conn: asyncpg.Connection, customer_ids: Sequence[uuid.UUID]) -> list[CustomerQuota]:
-    """Every quota of the customers' live plans (one per customer and meter)."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT s.customer_id, q.meter_id FROM subscription s
-           JOIN subscription_item i ON i.subscription_id = s.id JOIN usage_quota q ON q.price_id = i.price_id
-           WHERE s.customer_id = ANY($1::uuid[]) AND s.status IN ('ACTIVE', 'TRIALING', 'PAST_DUE')""",
-        list(set(customer_ids)),
-    )
-    return list((await customer_quotas(conn, [(r["customer_id"], r["meter_id"]) for r in rows])).values())
-
-
 async def quota_status(
     conn: asyncpg.Connection, customer_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[QuotaStatus]]:
     """Each customer's current-period usage against every quota of its plan."""
     quotas = await quotas_in_force(conn, customer_ids)
-    windows = [UsageWindow(q.customer_id, q.meter_id, q.aggregation, q.period_start, q.period_end) for q in quotas]
+    windows = [q.window() for q in quotas]
     status: dict[uuid.UUID, list[QuotaStatus]] = {c: [] for c in customer_ids}
     for quota, used in zip(quotas, await usage_in_windows(conn, windows), strict=True):
         status[quota.customer_id].append(QuotaStatus(quota, used))
     for items in status.values():
         items.sort(key=lambda s: s.quota.meter_key)
     return status
-
-
-def is_metered(price: Price) -> bool:
-    return price.usage_type is UsageType.METERED and price.meter_id is not None
 
 
 # --- buckets and their reporting ----------------------------------------------------------------------
