@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -12,6 +11,7 @@ from typing import Annotated, Generic, TypeVar
 import strawberry
 
 from api.common.daterange import DateRange, DateRangePreset, make_range
+from api.common.globalid import split_global_id
 from api.common.money import MoneyAmount, format_minor
 from api.common.pagination import Page, PageArgs, check_first
 from api.errors import Invalid
@@ -57,13 +57,10 @@ def to_global_id(type_name: str, local_id: uuid.UUID | int) -> strawberry.ID:
 
 
 def from_global_id(global_id: str, field: str = "id") -> tuple[str, str]:
-    try:
-        type_name, _, local_id = base64.b64decode(global_id, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Invalid(f"`{field}` is not a valid global id", field=field) from None
-    if not type_name or not local_id:
+    parts = split_global_id(global_id)
+    if parts is None:
         raise Invalid(f"`{field}` is not a valid global id", field=field)
-    return type_name, local_id
+    return parts
 
 
 def parse_id(value: str, expected_type: str, field: str = "id") -> uuid.UUID:
