@@ -10,9 +10,11 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -107,7 +109,10 @@ class UsageBucket(Base):
 
     __tablename__ = "usage_bucket"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # The hour's key (meter, customer, hour) is the primary key; `id` is a handle for the schema's
+    # ids and cursors, unique by its identity and without an index of its own: every bucket the
+    # roll-up writes would maintain it, and nothing looks a bucket up by it.
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
     # no foreign keys, like usage_event (whose ids they come from): the roll-up writes hundreds of
     # thousands of buckets at once and per-row checks would double its time
     customer_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
@@ -144,12 +149,11 @@ class UsageBucket(Base):
     __table_args__ = (
         # meter first: the same index serves one customer's hours of a meter and a meter's hours
         # across every customer (usageSummary), so the roll-up maintains one index fewer
-        UniqueConstraint(
-            "meter_id", "customer_id", "bucket_start", name="uq_usage_bucket_meter_id_customer_id_bucket_start"
-        ),
+        PrimaryKeyConstraint("meter_id", "customer_id", "bucket_start"),
+        # what the reporter has to do, oldest hour first; keyed by the hour alone (the status is
+        # the index's condition), the narrowest entry every new bucket adds
         Index(
             "ix_usage_bucket_report_due",
-            "report_status",
             "bucket_start",
             postgresql_where=text("report_status IN ('PENDING', 'FAILED')"),
         ),

@@ -28,6 +28,10 @@ def floor_hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
+# An event's hour: the same as date_trunc('hour', e.occurred_at, 'UTC'), computed without a time
+# zone lookup per event (hours counted from an origin at a UTC midnight)
+EVENT_HOUR = "date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+
 # how the hourly rows of one meter combine (rows carry value, event_count, latest_at, latest_event_id)
 COMBINE: dict[MeterAggregation, str] = {
     MeterAggregation.SUM: "sum(r.value)",
@@ -54,23 +58,23 @@ def hourly_rows(scope: str, *, unique: bool, per_customer: bool = True) -> str:
         FROM {scope} JOIN usage_bucket_value v
           ON v.meter_id = q.m {v_customer} AND v.bucket_start >= q.lo AND v.bucket_start < q.hi
         UNION ALL
-        SELECT q.key, e.customer_id, date_trunc('hour', e.occurred_at, 'UTC'), e.properties ->> mt.unique_property,
+        SELECT q.key, e.customer_id, {EVENT_HOUR}, e.properties ->> mt.unique_property,
                NULL, 0, NULL, 0
         FROM {scope} JOIN meter mt ON mt.id = q.m JOIN usage_event e
           ON e.meter_id = q.m {e_customer}
          AND e.id > (SELECT last_event_id FROM usage_rollup_state WHERE id = 1)
-         AND date_trunc('hour', e.occurred_at, 'UTC') >= q.lo AND date_trunc('hour', e.occurred_at, 'UTC') < q.hi"""
+         AND {EVENT_HOUR} >= q.lo AND {EVENT_HOUR} < q.hi"""
     return f"""
         SELECT q.key, b.customer_id, b.bucket_start AS hour, NULL::text AS unique_value,
                b.value, b.event_count, b.latest_at, b.latest_event_id
         FROM {scope} JOIN usage_bucket b
           ON b.meter_id = q.m {b_customer} AND b.bucket_start >= q.lo AND b.bucket_start < q.hi
         UNION ALL
-        SELECT q.key, e.customer_id, date_trunc('hour', e.occurred_at, 'UTC'), NULL, e.value, 1, e.occurred_at, e.id
+        SELECT q.key, e.customer_id, {EVENT_HOUR}, NULL, e.value, 1, e.occurred_at, e.id
         FROM {scope} JOIN usage_event e
           ON e.meter_id = q.m {e_customer}
          AND e.id > (SELECT last_event_id FROM usage_rollup_state WHERE id = 1)
-         AND date_trunc('hour', e.occurred_at, 'UTC') >= q.lo AND date_trunc('hour', e.occurred_at, 'UTC') < q.hi"""
+         AND {EVENT_HOUR} >= q.lo AND {EVENT_HOUR} < q.hi"""
 
 
 PAIRS_SCOPE = "unnest($1::int[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[]) AS q(key, c, m, lo, hi)"

@@ -51,7 +51,7 @@ STRIPE_FORMULA: dict[MeterAggregation, str] = {
 }
 
 _DUE = """
-SELECT b.id, b.customer_id, b.meter_id, b.bucket_start, b.aggregation, b.value, b.reported_value, b.report_revision,
+SELECT b.customer_id, b.meter_id, b.bucket_start, b.aggregation, b.value, b.reported_value, b.report_revision,
        b.sending_identifier, b.sending_value, b.sending_total, b.report_attempts,
        c.stripe_customer_id, m.stripe_event_name,
        (SELECT s.current_period_start FROM subscription s
@@ -71,12 +71,12 @@ LIMIT $3
 FOR UPDATE OF b SKIP LOCKED
 """
 
-_KEY = "id = $1"
+# a bucket by its primary key; the statements below take their own values from $4 on
+_KEY = "meter_id = $1 AND customer_id = $2 AND bucket_start = $3"
 
 
 @dataclass(frozen=True, slots=True)
 class MeterEventToSend:
-    bucket_id: int
     customer_id: uuid.UUID
     meter_id: uuid.UUID
     bucket_start: datetime
@@ -130,7 +130,7 @@ async def _claim(session: AsyncSession, now: datetime, result: ReportResult) -> 
     rows = await conn.fetch(_DUE, now - timedelta(hours=1) - CLOSE_GRACE, now, BATCH)
     claimed: list[MeterEventToSend] = []
     for row in rows:
-        key = (row["id"],)
+        key = (row["meter_id"], row["customer_id"], row["bucket_start"])
         billed = row["stripe_customer_id"] and row["stripe_event_name"] and row["period_start"] is not None
         if not billed and row["sending_identifier"] is None:
             await conn.execute(f"UPDATE usage_bucket SET report_status = 'NOT_BILLED' WHERE {_KEY}", *key)
@@ -148,8 +148,8 @@ async def _claim(session: AsyncSession, now: datetime, result: ReportResult) -> 
                 row["customer_id"], row["meter_id"], row["bucket_start"], row["report_revision"] + 1
             )
             await conn.execute(
-                f"""UPDATE usage_bucket SET sending_identifier = $2, sending_value = $3, sending_total = $4,
-                    next_report_at = $5 WHERE {_KEY}""",
+                f"""UPDATE usage_bucket SET sending_identifier = $4, sending_value = $5, sending_total = $6,
+                    next_report_at = $7 WHERE {_KEY}""",
                 *key,
                 identifier,
                 value,
@@ -158,10 +158,9 @@ async def _claim(session: AsyncSession, now: datetime, result: ReportResult) -> 
             )
         else:
             identifier, value, total = row["sending_identifier"], row["sending_value"], row["sending_total"]
-            await conn.execute(f"UPDATE usage_bucket SET next_report_at = $2 WHERE {_KEY}", *key, now + LEASE)
+            await conn.execute(f"UPDATE usage_bucket SET next_report_at = $4 WHERE {_KEY}", *key, now + LEASE)
         claimed.append(
             MeterEventToSend(
-                row["id"],
                 row["customer_id"],
                 row["meter_id"],
                 row["bucket_start"],
@@ -207,14 +206,14 @@ async def _send(gateway: StripeGateway, event: MeterEventToSend, now: datetime) 
 
 async def _settle(session: AsyncSession, event: MeterEventToSend, error: str | None, now: datetime) -> None:
     conn = await driver_connection(session)
-    key = (event.bucket_id,)
+    key = (event.meter_id, event.customer_id, event.bucket_start)
     if error is None:
         await conn.execute(
             f"""UPDATE usage_bucket SET report_status = 'REPORTED', reported_value = sending_total,
-                report_revision = report_revision + 1, reported_at = $2, report_error = NULL,
+                report_revision = report_revision + 1, reported_at = $4, report_error = NULL,
                 report_attempts = 0, next_report_at = NULL,
                 sending_identifier = NULL, sending_value = NULL, sending_total = NULL
-                WHERE {_KEY} AND sending_identifier = $3""",
+                WHERE {_KEY} AND sending_identifier = $5""",
             *key,
             now,
             event.identifier,
@@ -222,8 +221,8 @@ async def _settle(session: AsyncSession, event: MeterEventToSend, error: str | N
         return
     gave_up = error == TOO_OLD
     await conn.execute(
-        f"""UPDATE usage_bucket SET report_status = 'FAILED', report_error = $2,
-            report_attempts = report_attempts + 1, next_report_at = $3 WHERE {_KEY}""",
+        f"""UPDATE usage_bucket SET report_status = 'FAILED', report_error = $4,
+            report_attempts = report_attempts + 1, next_report_at = $5 WHERE {_KEY}""",
         *key,
         error,
         None if gave_up else now + retry_delay(event.attempts + 1),

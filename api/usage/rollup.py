@@ -25,44 +25,68 @@ from api.alert.models import AlertKind, AlertSeverity
 from api.alert.service import NewAlert, raise_alert
 from api.db import driver_connection
 from api.usage.ingest import INGEST_FENCE_LOCK
-from api.usage.periods import Pair, decimal_text, usage_in_windows
+from api.usage.periods import EVENT_HOUR, Pair, decimal_text, usage_in_windows
 from api.usage.quotas import crossed_thresholds, customer_quotas
 
 CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
 WORK_MEM = "256MB"
 
 # The new events of every meter, aggregated per hour in one pass (a hash aggregate: no sort of the
-# events) into a temporary table. LATEST takes the value of the newest event by (time, id), found
-# with max() over ARRAY[epoch, id, value] (arrays compare element by element) instead of an
-# ordered aggregate; UNIQUE_COUNT gets its value from _UNIQUE_VALUES (0 until then).
-_STAGE = """
+# events) into a temporary table; each meter's aggregation is picked per hour afterwards, so the
+# events are not joined to their meters. LATEST takes the value of the newest event by (time, id),
+# found with max() over ARRAY[epoch, id, value] (arrays compare element by element) instead of an
+# ordered aggregate; UNIQUE_COUNT gets its value when the buckets are written (see _WRITE).
+_STAGE = f"""
 CREATE TEMPORARY TABLE usage_rollup_fresh ON COMMIT DROP AS
-SELECT customer_id, meter_id, hour, aggregation, events,
-       CASE WHEN newest IS NULL THEN value ELSE newest[3] END AS value,
-       CASE WHEN newest IS NULL THEN latest_at ELSE to_timestamp(newest[1]::double precision) END AS latest_at,
-       CASE WHEN newest IS NULL THEN latest_id ELSE newest[2]::bigint END AS latest_id
+SELECT a.meter_id, a.customer_id, a.hour, m.aggregation, a.events,
+       CASE m.aggregation WHEN 'SUM' THEN a.total WHEN 'COUNT' THEN a.events WHEN 'MAX' THEN a.top
+                          WHEN 'LATEST' THEN a.newest[3] ELSE 0 END AS value,
+       CASE WHEN a.newest IS NULL THEN a.latest_at ELSE to_timestamp(a.newest[1]::double precision) END AS latest_at,
+       CASE WHEN a.newest IS NULL THEN a.latest_id ELSE a.newest[2]::bigint END AS latest_id
 FROM (
-    SELECT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC') AS hour, m.aggregation,
-           CASE m.aggregation WHEN 'SUM' THEN sum(e.value) WHEN 'COUNT' THEN count(*) WHEN 'MAX' THEN max(e.value)
-                              ELSE 0 END AS value,
-           count(*) AS events, max(e.occurred_at) AS latest_at, max(e.id) AS latest_id,
+    SELECT e.meter_id, e.customer_id, {EVENT_HOUR} AS hour,
+           sum(e.value) AS total, count(*) AS events, max(e.value) AS top,
+           max(e.occurred_at) AS latest_at, max(e.id) AS latest_id,
            max(ARRAY[extract(epoch FROM e.occurred_at), e.id::numeric, e.value])
-               FILTER (WHERE m.aggregation = 'LATEST') AS newest
-    FROM usage_event e JOIN meter m ON m.id = e.meter_id
+               FILTER (WHERE e.meter_id = ANY (ARRAY(SELECT id FROM meter WHERE aggregation = 'LATEST'))) AS newest
+    FROM usage_event e
     WHERE e.id > $1 AND e.id <= $2
-    GROUP BY e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'), m.aggregation
-) AS a
+    GROUP BY 1, 2, 3
+) AS a JOIN meter m ON m.id = a.meter_id
 """
 
-# Hours that already have a bucket take the new events in, each by its meter's aggregation; a
-# changed bucket is reported again (the difference, under a new revision).
-_MERGE = """
-UPDATE usage_bucket AS b SET
+# The staged hours into the buckets, in one statement and in key order. UNIQUE_COUNT first stores
+# the distinct values each hour has not seen yet; their number is what the hour adds. An hour
+# that has a bucket takes the new events in, each by its meter's aggregation, and is reported
+# again (the difference, under a new revision); the other hours get a bucket. No conflict
+# handling on the buckets: the roll-up is their only writer, and roll-ups never overlap (each
+# holds the watermark row).
+_WRITE = f"""
+WITH new_values AS (
+    INSERT INTO usage_bucket_value (customer_id, meter_id, bucket_start, value)
+    SELECT DISTINCT e.customer_id, e.meter_id, {EVENT_HOUR}, e.properties ->> m.unique_property
+    FROM usage_event e JOIN meter m ON m.id = e.meter_id
+    WHERE e.id > $1 AND e.id <= $2 AND m.aggregation = 'UNIQUE_COUNT'
+      AND e.properties ->> m.unique_property IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING meter_id, customer_id, bucket_start AS hour
+), distinct_counts AS (
+    SELECT meter_id, customer_id, hour, count(*) AS n FROM new_values GROUP BY 1, 2, 3
+)
+MERGE INTO usage_bucket AS b
+USING (
+    SELECT f.meter_id, f.customer_id, f.hour, f.aggregation, f.events, f.latest_at, f.latest_id,
+           CASE WHEN f.aggregation = 'UNIQUE_COUNT' THEN coalesce(d.n, 0) ELSE f.value END AS value
+    FROM usage_rollup_fresh AS f LEFT JOIN distinct_counts AS d USING (meter_id, customer_id, hour)
+    ORDER BY f.meter_id, f.customer_id, f.hour
+) AS f
+ON b.meter_id = f.meter_id AND b.customer_id = f.customer_id AND b.bucket_start = f.hour
+WHEN MATCHED THEN UPDATE SET
     value = CASE b.aggregation
         WHEN 'SUM' THEN b.value + f.value
         WHEN 'COUNT' THEN b.value + f.value
         WHEN 'MAX' THEN GREATEST(b.value, f.value)
-        WHEN 'UNIQUE_COUNT' THEN b.value + f.value  -- values new to the hour (see _UNIQUE_VALUES)
+        WHEN 'UNIQUE_COUNT' THEN b.value + f.value  -- values new to the hour
         WHEN 'LATEST' THEN CASE WHEN (f.latest_at, f.latest_id) > (b.latest_at, b.latest_event_id)
                                 THEN f.value ELSE b.value END
         ELSE b.value
@@ -75,45 +99,14 @@ UPDATE usage_bucket AS b SET
     report_status = 'PENDING',
     report_attempts = 0,
     next_report_at = NULL
-FROM usage_rollup_fresh AS f
-WHERE b.meter_id = f.meter_id AND b.customer_id = f.customer_id AND b.bucket_start = f.hour
-"""
-
-# The other hours get a bucket: a plain insert in key order (no ON CONFLICT: the roll-up is the
-# only writer of buckets, and roll-ups never overlap: each holds the watermark row).
-_INSERT = """
-INSERT INTO usage_bucket
-    (customer_id, meter_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
-SELECT f.customer_id, f.meter_id, f.hour, f.aggregation, f.value, f.events, f.latest_at, f.latest_id, now()
-FROM usage_rollup_fresh AS f
-WHERE NOT EXISTS (
-    SELECT 1 FROM usage_bucket b
-    WHERE b.meter_id = f.meter_id AND b.customer_id = f.customer_id AND b.bucket_start = f.hour
-)
-ORDER BY f.meter_id, f.customer_id, f.hour
+WHEN NOT MATCHED THEN INSERT
+    (meter_id, customer_id, bucket_start, aggregation, value, event_count, latest_at, latest_event_id, updated_at)
+    VALUES (f.meter_id, f.customer_id, f.hour, f.aggregation, f.value, f.events, f.latest_at, f.latest_id, now())
 """
 
 _WRITTEN = """
 SELECT customer_id, meter_id, count(*) AS buckets, sum(events) AS events
 FROM usage_rollup_fresh GROUP BY customer_id, meter_id
-"""
-
-# UNIQUE_COUNT: the distinct values each hour has not seen yet, stored, and their number set on
-# the staged hour (before the buckets are written, so a new bucket is written once, with its value)
-_UNIQUE_VALUES = """
-WITH fresh AS (
-    INSERT INTO usage_bucket_value (customer_id, meter_id, bucket_start, value)
-    SELECT DISTINCT e.customer_id, e.meter_id, date_trunc('hour', e.occurred_at, 'UTC'),
-                    e.properties ->> m.unique_property
-    FROM usage_event e JOIN meter m ON m.id = e.meter_id
-    WHERE e.id > $1 AND e.id <= $2 AND m.aggregation = 'UNIQUE_COUNT'
-      AND e.properties ->> m.unique_property IS NOT NULL
-    ON CONFLICT DO NOTHING
-    RETURNING customer_id, meter_id, bucket_start
-)
-UPDATE usage_rollup_fresh f SET value = u.n
-FROM (SELECT customer_id, meter_id, bucket_start, count(*) AS n FROM fresh GROUP BY 1, 2, 3) AS u
-WHERE f.customer_id = u.customer_id AND f.meter_id = u.meter_id AND f.hour = u.bucket_start
 """
 
 
@@ -145,9 +138,7 @@ async def _roll_chunk(session: AsyncSession, upper: int, result: RollupResult) -
     # the aggregation of a large catch-up sorts and hashes in memory rather than on disk
     await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
     await conn.execute(_STAGE, watermark, high)
-    await conn.execute(_UNIQUE_VALUES, watermark, high)
-    await conn.execute(_MERGE)
-    await conn.execute(_INSERT)
+    await conn.execute(_WRITE, watermark, high)
     rows = await conn.fetch(_WRITTEN)
     result.events += sum(int(r["events"]) for r in rows)
     result.buckets += sum(int(r["buckets"]) for r in rows)
