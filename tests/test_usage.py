@@ -458,6 +458,27 @@ async def test_create_meter_makes_its_stripe_billing_meter_and_checks_its_input(
     assert body["data"]["meters"] == [{"key": "seats_active", "aggregation": "UNIQUE_COUNT"}]  # type: ignore[index]
 
 
+async def test_meters_and_metered_prices_repeated_with_an_idempotency_key_are_made_once(
+    billing: GraphQLClient, emulator: EmulatorHandle
+) -> None:
+    meter_input = {"key": "calls", "name": "API calls", "aggregation": "SUM", "idempotencyKey": "meter-calls-1"}
+    first = await run(billing, CREATE_METER, {"input": meter_input})
+    again = await run(billing, CREATE_METER, {"input": meter_input})
+    assert first["userErrors"] == [] and again == first  # not "a meter with key 'calls' already exists"
+    changed = await run(billing, CREATE_METER, {"input": {**meter_input, "name": "Calls"}})
+    assert changed["meter"] is None and changed["userErrors"][0]["field"] == "input.idempotencyKey"
+
+    price_input = {"meter": "calls", "unitAmount": {"amount": "0.05", "currency": "usd"}, "idempotencyKey": "p-1"}
+    price = await run(billing, CREATE_PRICE, {"input": price_input})
+    assert price["userErrors"] == [], price
+    assert await run(billing, CREATE_PRICE, {"input": price_input}) == price
+    metered = [p for p in emulator.state.collection("price").values() if p.get("recurring")]
+    assert [p["id"] for p in metered] == [price["price"]["stripePriceId"]]
+    other = await run(billing, CREATE_PRICE, {"input": {**price_input, "idempotencyKey": "p-2"}})
+    assert other["price"]["id"] != price["price"]["id"]  # another key: another price
+    assert await audit_count(billing, "price.create_metered") == 2
+
+
 async def metered_customer(client: GraphQLClient, emulator: EmulatorHandle) -> dict[str, Any]:
     """A `calls` SUM meter (in Stripe too) and a customer with a live subscription to a metered price of it."""
     created = await run(client, CREATE_METER, {"input": {"key": "calls", "name": "API calls", "aggregation": "SUM"}})

@@ -7,10 +7,10 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import ColumnElement, select
@@ -25,6 +25,7 @@ from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
 from api.db import driver_connection, utcnow
 from api.errors import Invalid, NotFound
+from api.idempotency.service import MutationKey, previous_result, remember
 from api.stripe.gateway import StripeGateway
 from api.usage.ingest import IngestResult, directory_for, ingest_events
 from api.usage.models import Meter, MeterAggregation, QuotaKind, ReportStatus, UsageBucket, UsageQuota
@@ -90,9 +91,15 @@ def _check_meter(data: NewMeter) -> None:
         raise Invalid(f"a {data.aggregation.value} meter takes no value: drop `valueProperty`", field="valueProperty")
 
 
-async def create_meter(session: AsyncSession, actor: Actor, gateway: StripeGateway, data: NewMeter) -> Meter:
+async def create_meter(
+    session: AsyncSession, actor: Actor, gateway: StripeGateway, data: NewMeter, idempotency_key: str | None = None
+) -> Meter:
     """The meter and its Stripe billing meter (`event_name` = the key). Creating the same key again
-    is refused; a retry after a failure reuses Stripe's first answer (idempotency key per key)."""
+    is refused, unless it is a repeat with the same `idempotency_key` (the first meter comes back);
+    a retry after a failure reuses Stripe's first answer (idempotency key per meter key)."""
+    mk = MutationKey.of(actor, "createMeter", idempotency_key, asdict(data))
+    if (previous := await previous_result(session, mk)) is not None:
+        return await _created(session, Meter, previous["meterId"])
     _check_meter(data)
     if (await session.execute(select(Meter.id).where(Meter.key == data.key))).scalar_one_or_none() is not None:
         raise Invalid(f"a meter with key {data.key!r} already exists", field="key")
@@ -119,7 +126,19 @@ async def create_meter(session: AsyncSession, actor: Actor, gateway: StripeGatew
     session.add(meter)
     await session.flush()
     await record_audit(session, actor, "meter.create", "Meter", str(meter.id), after=_meter_facts(meter))
+    await remember(session, mk, {"meterId": str(meter.id)})
     return meter
+
+
+_Created = TypeVar("_Created", Meter, Price)
+
+
+async def _created(session: AsyncSession, model: type[_Created], stored_id: str) -> _Created:
+    """What the first call with an idempotency key created."""
+    created = await session.get(model, uuid.UUID(stored_id))
+    if created is None:  # never deleted; kept as a clear error rather than a None
+        raise NotFound(f"{model.__name__} {stored_id} made by the first call no longer exists")
+    return created
 
 
 def _meter_facts(meter: Meter) -> dict[str, Any]:
@@ -429,12 +448,24 @@ class NewMeteredPrice:
     product_name: str | None = None
     nickname: str | None = None
 
+    def payload(self) -> dict[str, Any]:
+        return {**asdict(self), "unit_amount": self.unit_amount.to_json()}
+
 
 async def create_metered_price(
-    session: AsyncSession, actor: Actor, gateway: StripeGateway, data: NewMeteredPrice
+    session: AsyncSession,
+    actor: Actor,
+    gateway: StripeGateway,
+    data: NewMeteredPrice,
+    idempotency_key: str | None = None,
 ) -> Price:
     """A price billed per unit of a meter, in Ledgerline and in Stripe (a metered recurring price
-    on the meter's Stripe billing meter): subscribing to it bills what usage reporting sends."""
+    on the meter's Stripe billing meter): subscribing to it bills what usage reporting sends.
+    A repeat with the same `idempotency_key` returns the first price; a retry after a failure
+    makes the same Stripe product and price (their local ids, hence Stripe keys, are stable)."""
+    mk = MutationKey.of(actor, "createMeteredPrice", idempotency_key, data.payload())
+    if (previous := await previous_result(session, mk)) is not None:
+        return await _created(session, Price, previous["priceId"])
     meter = await meter_by_key(session, data.meter_key)
     if meter.stripe_meter_id is None:
         raise Invalid(
@@ -443,10 +474,11 @@ async def create_metered_price(
     unit_amount = data.unit_amount.minor_units("unitAmount")
     if unit_amount < 0:
         raise Invalid("`unitAmount` must not be negative", field="unitAmount.amount")
-    product = Product(name=(data.product_name or meter.name).strip()[:200])
+    product = Product(id=mk.local_id("product"), name=(data.product_name or meter.name).strip()[:200])
     session.add(product)
     await session.flush()
     price = Price(
+        id=mk.local_id("price"),
         product_id=product.id,
         nickname=data.nickname,
         unit_amount=unit_amount,
@@ -471,4 +503,5 @@ async def create_metered_price(
             "stripePriceId": price.stripe_price_id,
         },
     )
+    await remember(session, mk, {"priceId": str(price.id)})
     return price

@@ -34,6 +34,7 @@ from api.usage.service import (
 )
 from schema.catalog.types import Price, PriceIntervalEnum
 from schema.context import Info
+from schema.customer.mutations import idempotency_key_field
 from schema.mutations import Outcome, UserError, run_mutation
 from schema.permissions import guarded
 from schema.scalars import MoneyInput, parse_id
@@ -59,6 +60,7 @@ class CreateMeterInput:
         default=None, description="UNIQUE_COUNT (required): the `properties` key whose distinct values are counted."
     )
     unit: str | None = strawberry.field(default=None, description="For display, e.g. `requests`, `GB`.")
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.type
@@ -120,6 +122,7 @@ class CreateMeteredPriceInput:
     interval: PriceIntervalEnum = PriceInterval.MONTH  # type: ignore[valid-type]
     product_name: str | None = strawberry.field(default=None, description="Default: the meter's name.")
     nickname: str | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.type
@@ -172,7 +175,7 @@ class UsageMutations:
         )
 
         async def work(session: AsyncSession, actor: Actor) -> MeterModel:
-            return await create_meter(session, actor, info.context.stripe, data)
+            return await create_meter(session, actor, info.context.stripe, data, input.idempotency_key)
 
         outcome = await run_mutation(info, work)
         return CreateMeterPayload(
@@ -196,7 +199,7 @@ class UsageMutations:
         )
 
         async def work(session: AsyncSession, actor: Actor) -> PriceModel:
-            return await create_metered_price(session, actor, info.context.stripe, data)
+            return await create_metered_price(session, actor, info.context.stripe, data, input.idempotency_key)
 
         outcome = await run_mutation(info, work)
         return CreateMeteredPricePayload(
