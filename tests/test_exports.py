@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import getpass
 import io
 import json
 import random
@@ -26,6 +27,7 @@ from typer.testing import CliRunner
 
 from api.alert.models import AlertKind, AlertSeverity
 from api.alert.service import NewAlert, raise_alert
+from api.audit.models import AuditEntry
 from api.auth.models import SecurityEvent, SecurityEventKind
 from api.auth.roles import Role
 from api.cli import app as cli_app
@@ -364,6 +366,30 @@ async def test_every_export_says_when_its_data_is_from(client: GraphQLClient) ->
 # --- errors ----------------------------------------------------------------------------------------
 
 
+EXPORT_AUDIT = """query($action: String!) { auditEntries(filter: {action: $action}, first: 10) {
+  edges { node { action targetId after actor { subject role } } } } }"""
+
+
+async def export_audit_entries(client: GraphQLClient, action: str) -> list[dict[str, Any]]:
+    body = await client.query(EXPORT_AUDIT, {"action": action}, role=Role.OWNER)
+    return [edge["node"] for edge in body["data"]["auditEntries"]["edges"]]  # type: ignore[index]
+
+
+async def test_every_export_leaves_an_audit_entry_with_its_filters_and_withheld_columns(
+    client: GraphQLClient,
+) -> None:
+    before = await export_audit_entries(client, "export.customers")
+    params = {"tier": "PRO", "status": "ACTIVE"}
+    response = await client.http.get("/exports/customers.csv", params=params, headers=_auth(Role.ANALYST))
+    assert response.status_code == 200
+    entries = await export_audit_entries(client, "export.customers")
+    assert len(entries) == len(before) + 1
+    entry = entries[0]  # newest first
+    assert entry["actor"]["role"] == "analyst" and entry["targetId"] == "customers"
+    assert entry["after"]["format"] == "csv" and entry["after"]["filters"] == params
+    assert set(entry["after"]["withheld"]) == set(response.headers["x-withheld-columns"].split(",")) >= {"email"}
+
+
 @pytest.mark.parametrize(
     ("path", "query", "field"),
     [
@@ -600,6 +626,26 @@ def test_cli_exports_a_file_with_every_row_as_a_role_sees_it(
     assert "email" not in (reader.fieldnames or []) and "name" in (reader.fieldnames or [])
     assert f"{len(expected)} customers rows" in result.stderr and "withheld for analyst: email" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["customers.csv"]  # no partial file left
+    audited = asyncio.run(_cli_export_entries(large_url))  # the HTTP tests export this data too
+    assert [(a.actor_subject, a.actor_role, a.after["filters"]) for a in audited] == [
+        (f"cli:{getpass.getuser()}", "analyst", {"tier": "PRO,CUSTOM", "status": "active"})
+    ]
+
+
+async def _cli_export_entries(url: str) -> list[AuditEntry]:
+    engine = make_engine(url, null_pool=True)
+    async with make_session_factory(engine)() as session:
+        entries = list(
+            (
+                await session.execute(
+                    select(AuditEntry).where(
+                        AuditEntry.action == "export.customers", AuditEntry.actor_subject.startswith("cli:")
+                    )
+                )
+            ).scalars()
+        )
+    await engine.dispose()
+    return entries
 
 
 def test_cli_exports_json_to_stdout(seeded_url: str, cli_env: Callable[[str], None]) -> None:

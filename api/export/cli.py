@@ -3,12 +3,14 @@
 The command talks to the database directly (whoever runs it can read everything there), so the
 role does not protect data: it shapes the file for whoever receives it, with the columns and
 rows that role may read. The default is `owner` (everything). A file is written next to its
-target and renamed into place when complete: a failed export leaves no partial file.
+target and renamed into place when complete: a failed export leaves no partial file. Like the
+HTTP export it leaves an audit entry, naming the operating-system user and the role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import Callable
@@ -19,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from api.audit.record import Actor
 from api.auth.permissions import role_capabilities
 from api.auth.roles import Role
 from api.common.progress import progress_bar
@@ -26,7 +29,7 @@ from api.db import make_engine, make_session_factory
 from api.errors import Forbidden, Invalid
 from api.export.encode import FORMATS, Format, encoded, encoder
 from api.export.registry import DATASETS
-from api.export.run import ExportJob, check_allowed, open_export, plan_export
+from api.export.run import ExportJob, check_allowed, open_export, plan_export, record_export
 
 console = Console(stderr=True)
 
@@ -46,10 +49,19 @@ def _pairs(filters: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-async def _write(database_url: str, job: ExportJob, kind: Format, out: TextIO, progress: Progress) -> tuple[int, str]:
+def cli_actor(role: Role) -> Actor:
+    """Who the audit entry names: the operating-system user, with the role the file was shaped for."""
+    return Actor(subject=f"cli:{getpass.getuser()}", role=role.value, api_key_id=None)
+
+
+async def _write(
+    database_url: str, job: ExportJob, kind: Format, actor: Actor, out: TextIO, progress: Progress
+) -> tuple[int, str]:
     engine = make_engine(database_url, null_pool=True)
     try:
-        async with open_export(make_session_factory(engine), job) as rows:
+        session_factory = make_session_factory(engine)
+        await record_export(session_factory, actor, job, kind)
+        async with open_export(session_factory, job) as rows:
             task = progress.add_task(f"exporting {job.dataset.name}", total=await rows.count())
             written = 0
 
@@ -99,7 +111,8 @@ def export_command(
         raise typer.BadParameter("--format must be csv or json")
     kind: Format = "csv" if format == "csv" else "json"
     try:
-        capabilities = role_capabilities(Role.parse(role))
+        chosen_role = Role.parse(role)
+        capabilities = role_capabilities(chosen_role)
         check_allowed(chosen, capabilities)
         job = plan_export(chosen, _pairs(filters or []), capabilities)
     except ValueError as exc:
@@ -113,6 +126,9 @@ def export_command(
         services(get_settings()) as urls,
         progress_bar(console) as progress,
     ):
-        written, as_of = _run_to(output, lambda out: asyncio.run(_write(urls.database_url, job, kind, out, progress)))
+        actor = cli_actor(chosen_role)
+        written, as_of = _run_to(
+            output, lambda out: asyncio.run(_write(urls.database_url, job, kind, actor, out, progress))
+        )
     withheld = f"; withheld for {role}: {', '.join(job.withheld)}" if job.withheld else ""
     console.print(f"{written} {chosen.name} rows as of {as_of} → {output or 'stdout'}{withheld}")

@@ -17,11 +17,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Send
 
-from api.auth.request import Refused, authorize_request, json_error
+from api.auth.request import Refused, authorize_request, json_error, request_actor
 from api.errors import Invalid
 from api.export.dataset import Dataset
 from api.export.encode import FORMATS, MEDIA_TYPES, Format, encoded, encoder
-from api.export.run import ExportJob, open_export, plan_export, required_capabilities
+from api.export.run import ExportJob, open_export, plan_export, record_export, required_capabilities
 from api.runtime import Runtime
 
 log = logging.getLogger("ledgerline.export")
@@ -72,6 +72,7 @@ def dataset_routes(runtime: Runtime, dataset: Dataset[Any, Any]) -> list[Route]:
         except Invalid as exc:
             return json_error(exc, 400, request)
         log.info("%s export (%s) by %s", dataset.name, kind, principal.subject)
+        await record_export(runtime.session_factory, request_actor(request, principal), job, kind)
         filename = f"{dataset.name}-{datetime.now(UTC):%Y%m%d}.{kind}"
         headers = {
             "content-disposition": f"attachment; filename={filename}",
