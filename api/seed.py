@@ -586,10 +586,10 @@ async def _refuse_unless_empty(conn: Any) -> None:
     clash = await conn.fetchval(
         """
         SELECT EXISTS (SELECT 1 FROM meter WHERE key = ANY($1::text[]))
-            OR EXISTS (SELECT 1 FROM product WHERE stripe_product_id LIKE 'prod\\_demo%')
-            OR EXISTS (SELECT 1 FROM price WHERE stripe_price_id LIKE 'price\\_demo%')
+            OR EXISTS (SELECT 1 FROM product WHERE name = ANY($2::text[]))
         """,
         [meter.key for meter in METERS],
+        [name for _, name, _ in PRODUCTS],
     )
     if clash:
         raise ValueError(
@@ -680,7 +680,6 @@ class _Price:
     unit_amount: int
     currency: str
     interval: str
-    stripe_price_id: str
     product_id: uuid.UUID | None = None
 
     def describe(self, quantity: int) -> str:
@@ -1189,12 +1188,13 @@ class _Generator:
         for key, name, description in PRODUCTS:
             product_id = self.uid()
             product_ids[key] = (product_id, name)
-            products.append((product_id, name, description, True, f"prod_demo_{key}", created, created))
+            # no Stripe ids: the catalog is created in whichever Stripe is configured on first use
+            # (ensure_stripe_price), so the demo can subscribe customers to it
+            products.append((product_id, name, description, True, None, created, created))
         prices: list[Row] = []
         for key, product_key, nickname, amount, currency, interval, metered, active in PRICES:
             price_id = self.uid()
             product_id, product_name = product_ids[product_key]
-            stripe_id = f"price_demo_{key}"
             price_meter_id = self.meter_ids["api_calls"] if metered else None
             usage_type = UsageType.METERED.value if metered else UsageType.LICENSED.value
             updated = created + timedelta(days=300) if not active else created
@@ -1209,14 +1209,12 @@ class _Generator:
                     usage_type,
                     price_meter_id,
                     active,
-                    stripe_id,
+                    None,
                     created,
                     updated,
                 )
             )
-            self.prices[key] = _Price(
-                price_id, key, product_name, nickname, amount, currency, interval, stripe_id, product_id
-            )
+            self.prices[key] = _Price(price_id, key, product_name, nickname, amount, currency, interval, product_id)
         api_keys: list[Row] = []
         for name, scopes in (
             ("Product backend", ("customers:read", "customers:write", "subscriptions:write", "usage:write")),
@@ -1590,8 +1588,8 @@ class _Generator:
                 "changeSubscription",
                 "Subscription",
                 subscription_id,
-                {"price": old.price.stripe_price_id, "quantity": old.quantity},
-                {"price": final_price.stripe_price_id, "quantity": plan.seats},
+                {"price": str(old.price.id), "quantity": old.quantity},
+                {"price": str(final_price.id), "quantity": plan.seats},
                 roles=("operations", "finance", "owner"),
                 api_key=backend if plan.tier == PRO and rng.random() < 0.5 else None,
             )

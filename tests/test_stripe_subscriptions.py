@@ -107,6 +107,19 @@ async def local_subscriptions(client: GraphQLClient) -> list[Subscription]:
 # --- create ------------------------------------------------------------------------------------------
 
 
+async def test_a_new_customer_subscribes_to_a_seeded_demo_price(client: GraphQLClient, db: str) -> None:
+    """What `make run` offers: the demo catalog is created in Stripe on first use (it is seeded
+    without Stripe ids), so subscribing a customer to it works against the emulator."""
+    from api.seed import seed_demo_data
+
+    await seed_demo_data(db, customers=5, seed=3)
+    async with client.runtime.session_factory() as session:
+        pro = (await session.execute(select(Price).where(Price.nickname == "Pro per seat, monthly"))).scalars().first()
+    assert pro is not None and pro.stripe_price_id is None
+    sub = await subscribe(client, quantity=4, price=str(pro.id))
+    assert sub["status"] == "ACTIVE" and sub["items"][0]["quantity"] == 4
+
+
 async def test_create_subscription_charges_the_first_invoice_and_mirrors_stripe(
     client: GraphQLClient, emulator: EmulatorHandle
 ) -> None:
