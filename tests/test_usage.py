@@ -479,13 +479,16 @@ async def test_meters_and_metered_prices_repeated_with_an_idempotency_key_are_ma
     assert await audit_count(billing, "price.create_metered") == 2
 
 
-async def metered_customer(client: GraphQLClient, emulator: EmulatorHandle) -> dict[str, Any]:
-    """A `calls` SUM meter (in Stripe too) and a customer with a live subscription to a metered price of it."""
-    created = await run(client, CREATE_METER, {"input": {"key": "calls", "name": "API calls", "aggregation": "SUM"}})
+async def metered_customer(
+    client: GraphQLClient, emulator: EmulatorHandle, key: str = "calls", aggregation: str = "SUM"
+) -> dict[str, Any]:
+    """A meter (`calls`, SUM unless told; in Stripe too) and a customer with a live subscription to
+    a metered price of it, and one without."""
+    created = await run(client, CREATE_METER, {"input": {"key": key, "name": key, "aggregation": aggregation}})
     assert created["userErrors"] == [], created
     async with client.runtime.session_factory() as session, session.begin():
         b = Builder(session)
-        meter = (await session.execute(select(Meter).where(Meter.key == "calls"))).scalar_one()
+        meter = (await session.execute(select(Meter).where(Meter.key == key))).scalar_one()
         price = await b.product_and_price(0, "usd", usage_type=UsageType.METERED, meter_id=meter.id)
         acme = await b.customer("Acme", stripe_customer_id="cus_metered")
         other = await b.customer("Unbilled", stripe_customer_id="cus_unbilled")
@@ -543,6 +546,35 @@ async def test_closed_buckets_are_reported_once_and_late_usage_as_its_difference
         'query { usageBuckets(filter: {meter: "calls", status: [REPORTED]}) { totalCount nodes { value reportedValue reportStatus } } }'
     )
     assert body["data"]["usageBuckets"]["nodes"] == [{"value": "10", "reportedValue": "10", "reportStatus": "REPORTED"}]  # type: ignore[index]
+
+
+async def test_a_late_event_reaches_stripe_in_the_period_to_date_figure_of_a_max_meter(
+    billing: GraphQLClient, emulator: EmulatorHandle
+) -> None:
+    """MAX sends the period's maximum so far and Stripe keeps the latest one by time: a late event
+    in an earlier hour must also correct the newest hour already reported."""
+    ids = await metered_customer(billing, emulator, "peak", "MAX")
+    h4, h3 = hours_ago(4), hours_ago(3)
+    await record(billing, [event(ids["acme"], "peak", 10, at=h4), event(ids["acme"], "peak", 5, at=h3)])
+    await run(billing, ROLL_UP)
+    assert (await run(billing, REPORT))["reported"] == 2
+    assert latest_figure(emulator) == "10"
+    await record(billing, [event(ids["acme"], "peak", 50, at=h4 + timedelta(minutes=30))])  # late
+    await run(billing, ROLL_UP)
+    assert (await run(billing, REPORT))["reported"] == 2  # its own hour, and the newest reported one
+    assert latest_figure(emulator) == "50"
+    await record(billing, [event(ids["acme"], "peak", 7, at=h4 + timedelta(minutes=40))])  # late, no new peak
+    await run(billing, ROLL_UP)
+    again = await run(billing, REPORT)
+    assert (again["reported"], again["unchanged"]) == (0, 2)  # Stripe already has 50: nothing sent
+    assert latest_figure(emulator) == "50"
+
+
+def latest_figure(emulator: EmulatorHandle) -> str:
+    """What a `last` Stripe meter bills: the value of the newest event by time (then by arrival)."""
+    events = meter_events(emulator)
+    newest = max(range(len(events)), key=lambda i: (events[i]["timestamp"], i))
+    return str(events[newest]["payload"]["value"])
 
 
 async def test_a_report_lost_after_stripe_took_it_is_sent_again_and_counted_once(

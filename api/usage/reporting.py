@@ -123,6 +123,14 @@ async def _value_to_send(conn: asyncpg.Connection, row: asyncpg.Record) -> tuple
     return to_date, to_date
 
 
+def _nothing_new(row: asyncpg.Record, value: Decimal, total: Decimal) -> bool:
+    """Stripe already holds what this bucket would send: for `sum` a zero difference, for `last`
+    the same figure (a re-report after a late event that changed nothing Stripe bills)."""
+    if STRIPE_FORMULA[row["aggregation"]] == "sum":
+        return value == 0
+    return row["reported_value"] is not None and total == Decimal(row["reported_value"])
+
+
 async def _claim(session: AsyncSession, now: datetime, result: ReportResult) -> tuple[int, list[MeterEventToSend]]:
     """Picks due buckets, settles those with nothing to send, and records (or keeps) the event of
     the others with a lease, in one short transaction."""
@@ -138,7 +146,7 @@ async def _claim(session: AsyncSession, now: datetime, result: ReportResult) -> 
             continue
         if row["sending_identifier"] is None:
             value, total = await _value_to_send(conn, row)
-            if value == 0 and (row["reported_value"] is not None or STRIPE_FORMULA[row["aggregation"]] == "sum"):
+            if _nothing_new(row, value, total):
                 await conn.execute(
                     f"UPDATE usage_bucket SET report_status = 'REPORTED', report_error = NULL WHERE {_KEY}", *key
                 )

@@ -104,6 +104,24 @@ WHEN NOT MATCHED THEN INSERT
     VALUES (f.meter_id, f.customer_id, f.hour, f.aggregation, f.value, f.events, f.latest_at, f.latest_id, now())
 """
 
+# MAX and UNIQUE_COUNT send period-to-date figures, of which Stripe keeps the latest by time: an
+# event that lands in an hour before a pair's newest reported hour changes what that newer hour
+# should have said, so it is reported again (its own hour is re-reported by _WRITE's update)
+_RESEND_NEWEST = """
+UPDATE usage_bucket AS b SET report_status = 'PENDING', report_attempts = 0, next_report_at = NULL
+FROM (
+    SELECT f.meter_id, f.customer_id, min(f.hour) AS earliest
+    FROM usage_rollup_fresh AS f WHERE f.aggregation IN ('MAX', 'UNIQUE_COUNT')
+    GROUP BY f.meter_id, f.customer_id
+) AS late
+WHERE b.meter_id = late.meter_id AND b.customer_id = late.customer_id AND b.report_status = 'REPORTED'
+  AND b.bucket_start > late.earliest
+  AND b.bucket_start = (
+      SELECT max(x.bucket_start) FROM usage_bucket AS x
+      WHERE x.meter_id = late.meter_id AND x.customer_id = late.customer_id AND x.report_status = 'REPORTED'
+  )
+"""
+
 _WRITTEN = """
 SELECT customer_id, meter_id, count(*) AS buckets, sum(events) AS events
 FROM usage_rollup_fresh GROUP BY customer_id, meter_id
@@ -139,6 +157,7 @@ async def _roll_chunk(session: AsyncSession, upper: int, result: RollupResult) -
     await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
     await conn.execute(_STAGE, watermark, high)
     await conn.execute(_WRITE, watermark, high)
+    await conn.execute(_RESEND_NEWEST)
     rows = await conn.fetch(_WRITTEN)
     result.events += sum(int(r["events"]) for r in rows)
     result.buckets += sum(int(r["buckets"]) for r in rows)
