@@ -114,12 +114,13 @@ FROM (
     FROM usage_rollup_fresh AS f WHERE f.aggregation IN ('MAX', 'UNIQUE_COUNT')
     GROUP BY f.meter_id, f.customer_id
 ) AS late
-WHERE b.meter_id = late.meter_id AND b.customer_id = late.customer_id AND b.report_status = 'REPORTED'
-  AND b.bucket_start > late.earliest
-  AND b.bucket_start = (
-      SELECT max(x.bucket_start) FROM usage_bucket AS x
-      WHERE x.meter_id = late.meter_id AND x.customer_id = late.customer_id AND x.report_status = 'REPORTED'
-  )
+CROSS JOIN LATERAL (  -- walks the pair's hours back from the newest, down to the late one at most
+    SELECT x.bucket_start FROM usage_bucket AS x
+    WHERE x.meter_id = late.meter_id AND x.customer_id = late.customer_id AND x.bucket_start > late.earliest
+      AND x.report_status = 'REPORTED'
+    ORDER BY x.bucket_start DESC LIMIT 1
+) AS newest
+WHERE b.meter_id = late.meter_id AND b.customer_id = late.customer_id AND b.bucket_start = newest.bucket_start
 """
 
 _WRITTEN = """
