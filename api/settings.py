@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     default_page_size: int = Field(20, description="`first` when a client gives none.")
 
     usage_max_batch: int = Field(10_000, description="Most events in one `POST /v1/usage-events` request.")
+    health_snapshot_days: int = Field(
+        400,
+        ge=31,
+        description="Days of daily health snapshots kept; the nightly job deletes older ones (trends need 31).",
+    )
 
     api_key_rotation_grace_hours: int = Field(24, description="How long a rotated API key keeps working.")
 

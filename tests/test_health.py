@@ -48,7 +48,7 @@ from api.db import make_engine, make_session_factory
 from api.dunning.models import DunningCaseStatus
 from api.health.models import CustomerHealthSnapshot, HealthBand
 from api.health.scoring import band_of
-from api.health.service import recompute_health
+from api.health.service import prune_snapshots, recompute_health
 from api.invoice.models import InvoiceStatus, Payment, PaymentStatus
 from api.settings import get_settings
 from api.subscription.models import SubscriptionItem
@@ -335,5 +335,33 @@ async def test_the_cron_job_and_the_cli_compute_today(
         assert [(r.computed_on, r.score, r.band) for r in rows] == [(today, Decimal("35.00"), HealthBand.HIGH_RISK)] * 2
         body = await client.query("{ alerts(filter: {kind: [CHURN_RISK]}) { totalCount } }")
         assert body["data"]["alerts"]["totalCount"] == 2  # type: ignore[index]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_nightly_job_keeps_health_snapshot_days_of_history(
+    app_factory: Callable[..., GraphQLClient], make_database: Callable[[], str]
+) -> None:
+    url = make_database()
+    engine = make_engine(url, null_pool=True)
+    now = datetime.now(UTC)
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            kept = await build_licensed_customer(session, "Kept", active_days=0, credits=0, now=now)
+        for days in (100, 20):
+            await recompute(url, now - timedelta(days=days))
+        async with make_session_factory(engine)() as session, session.begin():
+            dormant = await build_licensed_customer(session, "Dormant", active_days=0, credits=0, now=now)
+            await recompute_health(session, now - timedelta(days=90), customer_ids=[dormant.id])
+        async with make_session_factory(engine)() as session, session.begin():
+            # Dormant's only snapshot is its current health: kept, however old
+            assert await prune_snapshots(session, 31, now.date()) == 1  # Kept's day -100
+            await session.rollback()
+        client = app_factory(url, health_snapshot_days=31)
+        assert await compute_customer_health({"runtime": client.runtime}) == 2
+        async with make_session_factory(engine)() as session:
+            rows = (await session.execute(select(CustomerHealthSnapshot))).scalars().all()
+        days_kept = sorted(((now.date() - r.computed_on).days, r.customer_id == kept.id) for r in rows)
+        assert days_kept == [(0, False), (0, True), (20, True)]  # Dormant's day -90 is history now: gone
     finally:
         await engine.dispose()

@@ -2,7 +2,8 @@
 
 `recompute_health` computes every customer's health at one instant in batches, stores it as the
 snapshot of that UTC day (a rerun the same day replaces it), moves each customer's current
-health forward, and raises a CHURN_RISK alert for each customer whose band became HIGH_RISK."""
+health forward, and raises a CHURN_RISK alert for each customer whose band became HIGH_RISK.
+`prune_snapshots` keeps the snapshots of the last `HEALTH_SNAPSHOT_DAYS` (the nightly job runs it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -161,6 +162,19 @@ async def recompute_health(
             progress(done, max(total, done))
     await session.flush()
     return RecomputeSummary(as_of.astimezone(UTC).date(), done, bands, alerts)
+
+
+async def prune_snapshots(session: AsyncSession, keep_days: int, today: date | None = None) -> int:
+    """Deletes the daily snapshots older than `keep_days` (never a customer's current one); how many."""
+    cutoff = (today or utcnow().date()) - timedelta(days=keep_days)
+    current = select(CustomerHealth.customer_id).where(
+        CustomerHealth.customer_id == CustomerHealthSnapshot.customer_id,
+        CustomerHealth.computed_on == CustomerHealthSnapshot.computed_on,
+    )
+    deleted = await session.execute(
+        delete(CustomerHealthSnapshot).where(CustomerHealthSnapshot.computed_on < cutoff, ~current.exists())
+    )
+    return int(deleted.rowcount)  # type: ignore[attr-defined]
 
 
 # --- reading ---------------------------------------------------------------------------------------
