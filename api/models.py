@@ -4,7 +4,7 @@ from api.alert.models import Alert
 from api.audit.models import AuditEntry
 from api.auth.models import ApiKey, SecurityEvent, StaffMember
 from api.catalog.models import Price, Product
-from api.customer.models import Customer
+from api.customer.models import Customer, CustomerReferenceVersion
 from api.db import Base
 from api.dunning.models import DunningCase, DunningPolicy, DunningStep
 from api.health.models import CustomerHealth, CustomerHealthSnapshot
@@ -23,6 +23,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Customer",
+    "CustomerReferenceVersion",
     "CustomerHealth",
     "CustomerHealthSnapshot",
     "Discrepancy",

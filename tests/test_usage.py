@@ -231,6 +231,23 @@ async def test_http_door_refuses_without_the_right_credentials_and_bad_bodies(
     assert await stored_events(client) == 0
 
 
+async def test_a_reassigned_external_id_names_its_new_customer_from_the_next_batch(client: GraphQLClient) -> None:
+    ids = await meters_and_customers(client)
+    assert (await record(client, [event("acme-ext", "sum", 1)]))["accepted"] == 1  # remembered: Acme
+    async with client.runtime.session_factory() as session, session.begin():
+        acme, globex = await session.get(Customer, ids["acme"]), await session.get(Customer, ids["globex"])
+        assert acme is not None and globex is not None
+        acme.external_id = "acme-old"
+        await session.flush()
+        globex.external_id = "acme-ext"
+    assert (await record(client, [event("acme-ext", "sum", 2), event("acme-old", "sum", 3)]))["accepted"] == 2
+    async with client.runtime.session_factory() as session:
+        rows = (await session.execute(select(UsageEvent.customer_id, UsageEvent.value))).all()
+    assert sorted((str(c), int(v)) for c, v in rows) == sorted(
+        [(str(ids["acme"]), 1), (str(ids["globex"]), 2), (str(ids["acme"]), 3)]
+    )
+
+
 async def test_concurrent_retries_of_the_same_events_store_each_once(client: GraphQLClient) -> None:
     ids = await meters_and_customers(client)
     batch = [event(ids["acme"], "sum", 1, key=f"k{i}") for i in range(300)]

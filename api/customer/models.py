@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, SmallInteger, String, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.common.columns import enum_column
@@ -65,3 +65,14 @@ class Customer(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_customer_name_trgm", text("lower(name) gin_trgm_ops"), postgresql_using="gin"),
         Index("ix_customer_email_trgm", text("lower(email) gin_trgm_ops"), postgresql_using="gin"),
     )
+
+
+class CustomerReferenceVersion(Base):
+    """One row whose `version` moves (by a trigger, in the changing transaction) whenever a
+    customer's external id or Stripe customer id changes: what a cache of "which customer does
+    this reference name" checks to know it is still right."""
+
+    __tablename__ = "customer_reference_version"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")

@@ -344,14 +344,22 @@ class CustomerDirectory:
     """Which customer a reference (id, Stripe id, external id) names, remembered for a few minutes
     per database: resolving a thousand external ids costs the database more than storing the
     events. Only found references are remembered (a customer created a second ago is found), and
-    whether a customer is suspended is read from the database for every batch. A changed external
-    id may keep naming its former customer for up to `ttl`."""
+    whether a customer is suspended is read from the database for every batch. Every batch first
+    reads the customer reference version (moved by a trigger whenever an external id or a Stripe
+    customer id changes) and forgets everything when it moved, so a reassigned external id names
+    its new customer from the next batch on."""
 
     def __init__(self, ttl: timedelta = timedelta(minutes=5), max_entries: int = 200_000) -> None:
         self.ttl, self.max_entries = ttl.total_seconds(), max_entries
         self._known: dict[str, tuple[uuid.UUID, float]] = {}
+        self._version: int | None = None
 
     async def resolve(self, conn: asyncpg.Connection, refs: set[str]) -> dict[str, CustomerInfo]:
+        # read before the lookups: whatever they cache is at least as new as this version
+        version = int(await conn.fetchval("SELECT version FROM customer_reference_version WHERE id = 1"))
+        if version != self._version:
+            self._known.clear()
+            self._version = version
         now = time.monotonic()
         ids: dict[str, uuid.UUID] = {}
         missing: list[str] = []
