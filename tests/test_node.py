@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import api.reconciliation.models as reconciliation
 from api.alert.models import AlertKind, AlertSeverity
 from api.alert.service import NewAlert, raise_alert
 from api.audit.record import Actor, record_audit
@@ -26,14 +27,6 @@ from api.auth.roles import Role
 from api.auth.security import SecurityEventRecord, record_security_events
 from api.db import make_engine, make_session_factory
 from api.invoice.models import Payment, PaymentStatus, Refund, RefundStatus
-from api.reconciliation.models import (
-    Discrepancy,
-    DiscrepancyKind,
-    ObjectType,
-    ReconciliationRun,
-    ReconciliationScope,
-    ReconciliationStatus,
-)
 from api.settings import Settings
 from api.webhook.models import WebhookEvent, WebhookStatus
 from schema.schema import build_schema
@@ -153,14 +146,19 @@ async def dataset(node_db: str) -> dict[str, str]:
                 stripe_created_at=BASE_TIME,
             )
         )
-        run = ReconciliationRun(
-            scope=ReconciliationScope.ALL, status=ReconciliationStatus.COMPLETED, requested_by="owner@test"
+        run = reconciliation.ReconciliationRun(
+            scope=reconciliation.ReconciliationScope.ALL,
+            status=reconciliation.ReconciliationStatus.COMPLETED,
+            requested_by="owner@test",
         )
         session.add(run)
         await session.flush()
         session.add(
-            Discrepancy(
-                run_id=run.id, object_type=ObjectType.CUSTOMER, kind=DiscrepancyKind.MISSING_LOCALLY, stripe_id="cus_x"
+            reconciliation.Discrepancy(
+                run_id=run.id,
+                object_type=reconciliation.ObjectType.CUSTOMER,
+                kind=reconciliation.DiscrepancyKind.MISSING_LOCALLY,
+                stripe_id="cus_x",
             )
         )
         owner = Actor(subject="owner@test", role="owner", api_key_id=None, ip="10.1.2.3", user_agent="probe/1")
