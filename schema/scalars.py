@@ -49,7 +49,10 @@ def date_range(value: DateRangeInput | None, field: str) -> DateRange:
 
 @strawberry.interface(description="An object with a global id (Relay).")
 class Node:
-    id: strawberry.ID = strawberry.field(description="Global id: base64 of `Type:uuid`.")
+    id: strawberry.ID = strawberry.field(
+        description="Global id: base64 of `Type:localId` (a UUID; an integer for AuditEntry, SecurityEvent, "
+        "UsageBucket). `node(id:)` refetches it."
+    )
 
 
 def to_global_id(type_name: str, local_id: uuid.UUID | int) -> strawberry.ID:

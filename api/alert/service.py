@@ -100,6 +100,13 @@ async def list_alerts(
     return await fetch_page(session, select(Alert).where(*alert_conditions(flt, visible)), SORT_KEY, page)
 
 
+async def find_visible_alert(session: AsyncSession, alert_id: uuid.UUID, visible: frozenset[AlertKind]) -> Alert | None:
+    """One alert, by the same rule as the list: None when it does not exist or is of a kind outside
+    `visible` (the two look alike, so the ids of hidden alerts cannot be probed)."""
+    stmt = select(Alert).where(Alert.id == alert_id, *alert_conditions(AlertFilter(), visible))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def count_alerts(session: AsyncSession, flt: AlertFilter, visible: frozenset[AlertKind]) -> int:
     return await count_where(session, Alert, alert_conditions(flt, visible))
 

@@ -1,7 +1,9 @@
-"""The two statements every list needs: one page in keyset order, and the filtered count."""
+"""The two statements every list needs (one page in keyset order, and the filtered count), and
+the one a single object needs (one row by its id)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -32,3 +34,8 @@ def _page_of(rows: Sequence[M], key: SortKey, page: PageArgs) -> Page[M]:
 async def count_where(session: AsyncSession, model: type[Any], conditions: Sequence[ColumnElement[bool]]) -> int:
     stmt = select(func.count()).select_from(model).where(*conditions)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def find_by_id(session: AsyncSession, model: type[M], local_id: uuid.UUID | int) -> M | None:
+    """The row of `model` whose primary key is `local_id`, or None."""
+    return await session.get(model, local_id)

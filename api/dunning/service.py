@@ -68,5 +68,11 @@ async def list_cases(session: AsyncSession, flt: DunningCaseFilter, page: PageAr
     return Page(await case_views(session, found.items), found.cursors, found.has_next_page, found.has_previous_page)
 
 
+async def find_case(session: AsyncSession, case_id: uuid.UUID) -> CaseView | None:
+    """One case with its steps and emails, as the list shows it; None when it does not exist."""
+    case = await session.get(DunningCase, case_id)
+    return (await case_views(session, [case]))[0] if case is not None else None
+
+
 async def count_cases(session: AsyncSession, flt: DunningCaseFilter) -> int:
     return await count_where(session, DunningCase, _conditions(flt))

@@ -401,6 +401,13 @@ async def list_buckets(session: AsyncSession, flt: BucketFilter, page: PageArgs)
     return await fetch_page(session, select(UsageBucket).where(*_bucket_conditions(flt)), BUCKET_SORT_KEY, page)
 
 
+async def find_bucket(session: AsyncSession, bucket_id: int) -> UsageBucket | None:
+    """One bucket by the id the schema hands out. The id has no index of its own (see the model):
+    this scans the table, acceptable for a single refetch, never for a batch."""
+    stmt = select(UsageBucket).where(UsageBucket.id == bucket_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def count_buckets(session: AsyncSession, flt: BucketFilter) -> int:
     return await count_where(session, UsageBucket, _bucket_conditions(flt))
 
