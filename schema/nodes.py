@@ -27,7 +27,7 @@ from api.reconciliation.models import Discrepancy as DiscrepancyModel
 from api.reconciliation.models import ReconciliationRun as ReconciliationRunModel
 from api.subscription.models import SubscriptionItem as SubscriptionItemModel
 from api.usage.models import Meter as MeterModel
-from api.usage.service import find_bucket
+from api.usage.service import BucketKey, find_bucket
 from api.webhook.models import WebhookEvent as WebhookEventModel
 from schema.access.types import ApiKey, SecurityEvent
 from schema.alert.types import Alert
@@ -45,7 +45,7 @@ from schema.subscription.types import Subscription, SubscriptionItem
 from schema.usage.types import Meter, UsageBucket
 from schema.webhook.types import WebhookEvent
 
-LocalId = uuid.UUID | int
+LocalId = uuid.UUID | int | BucketKey
 T = TypeVar("T")
 Load = Callable[[Info, Any], Awaitable[Any]]
 
@@ -71,6 +71,7 @@ def _parse_bigint(text: str) -> int:
 
 UUID_ID = LocalIdKind("a valid UUID", uuid.UUID)
 BIGINT_ID = LocalIdKind("a valid integer id", _parse_bigint)
+BUCKET_KEY = LocalIdKind("a usage bucket key (meter id/customer id/hour)", BucketKey.parse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ NODE_TYPES: dict[str, NodeType] = {
     "Price": NodeType(Capability.CATALOG_READ, _loader(lambda x: x.price), Price.from_model),
     "Product": NodeType(Capability.CATALOG_READ, _loader(lambda x: x.product), Product.from_model),
     "Meter": NodeType(Capability.USAGE_READ, _row(MeterModel), Meter.from_model),
-    "UsageBucket": NodeType(Capability.USAGE_READ, _found_by(find_bucket), UsageBucket.from_model, BIGINT_ID),
+    "UsageBucket": NodeType(Capability.USAGE_READ, _found_by(find_bucket), UsageBucket.from_model, BUCKET_KEY),
     "Alert": NodeType(Capability.CUSTOMER_READ, _visible_alert, Alert.from_model),
     "WebhookEvent": NodeType(Capability.WEBHOOK_LOG_READ, _row(WebhookEventModel), WebhookEvent.from_model),
     "ReconciliationRun": NodeType(

@@ -50,12 +50,12 @@ def date_range(value: DateRangeInput | None, field: str) -> DateRange:
 @strawberry.interface(description="An object with a global id (Relay).")
 class Node:
     id: strawberry.ID = strawberry.field(
-        description="Global id: base64 of `Type:localId` (a UUID; an integer for AuditEntry, SecurityEvent, "
-        "UsageBucket). `node(id:)` refetches it."
+        description="Global id: base64 of `Type:localId` (a UUID; an integer for AuditEntry and SecurityEvent; "
+        "`meter/customer/hour` for UsageBucket). `node(id:)` refetches it."
     )
 
 
-def to_global_id(type_name: str, local_id: uuid.UUID | int) -> strawberry.ID:
+def to_global_id(type_name: str, local_id: uuid.UUID | int | str) -> strawberry.ID:
     return strawberry.ID(base64.b64encode(f"{type_name}:{local_id}".encode()).decode())
 
 

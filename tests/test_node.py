@@ -268,18 +268,30 @@ async def test_missing_and_malformed_ids_of_every_type(
     client: GraphQLClient, dataset: dict[str, str], type_name: str
 ) -> None:
     handed = local_part((await handed_out(client, type_name, dataset))["id"])
-    integer_ids = handed.isdigit()
-    missing = str(2**62 + 7) if integer_ids else str(uuid.uuid4())
+    missing, malformed, kind = missing_and_malformed(handed)
     error = only_error(await client.query(node_query(type_name), {"id": gid(type_name, missing)}))
     assert error["extensions"]["code"] == "NOT_FOUND"
     assert error["extensions"]["field"] == "id"
     assert error["message"] == f"{type_name} {missing} does not exist"
 
-    malformed = "12ab" if integer_ids else handed + "0"
     error = only_error(await client.query(node_query(type_name), {"id": gid(type_name, malformed)}))
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["extensions"]["field"] == "id"
-    assert error["message"] == f"`id` does not contain {'a valid integer id' if integer_ids else 'a valid UUID'}"
+    assert error["message"] == f"`id` does not contain {kind}"
+
+
+def missing_and_malformed(handed: str) -> tuple[str, str, str]:
+    """For a local id as handed out: one of the same shape that names nothing, a malformed one, and
+    how the error describes the shape."""
+    if handed.isdigit():
+        return str(2**62 + 7), "12ab", "a valid integer id"
+    if handed.count("/") == 2:  # a usage bucket's key: meter/customer/hour
+        meter, customer, hour = handed.split("/")
+        return f"{meter}/{customer}/{int(hour) - 3600 * 24 * 400}", f"{meter}/{customer}/{int(hour) + 1}", BUCKET_KEY
+    return str(uuid.uuid4()), handed + "0", "a valid UUID"
+
+
+BUCKET_KEY = "a usage bucket key (meter id/customer id/hour)"
 
 
 @pytest.mark.parametrize(
@@ -288,15 +300,28 @@ async def test_missing_and_malformed_ids_of_every_type(
         ("not a global id", "BAD_USER_INPUT", "`id` is not a valid global id"),
         (gid("Nothing", uuid.UUID(int=1)), "BAD_USER_INPUT", "`id` names an unknown type 'Nothing'"),
         (gid("Customer", "42"), "BAD_USER_INPUT", "`id` does not contain a valid UUID"),
-        (gid("UsageBucket", "-1"), "BAD_USER_INPUT", "`id` does not contain a valid integer id"),
-        (gid("UsageBucket", "+1"), "BAD_USER_INPUT", "`id` does not contain a valid integer id"),
-        (gid("UsageBucket", "007"), "BAD_USER_INPUT", "`id` does not contain a valid integer id"),
+        (gid("UsageBucket", "-1"), "BAD_USER_INPUT", f"`id` does not contain {BUCKET_KEY}"),
+        (
+            gid("UsageBucket", f"{uuid.UUID(int=1)}/{uuid.UUID(int=2)}/+3600"),
+            "BAD_USER_INPUT",
+            f"`id` does not contain {BUCKET_KEY}",
+        ),
+        (
+            gid("UsageBucket", f"{uuid.UUID(int=1)}/{uuid.UUID(int=2)}/07200"),
+            "BAD_USER_INPUT",
+            f"`id` does not contain {BUCKET_KEY}",
+        ),
+        (gid("UsageBucket", f"{uuid.UUID(int=1)}/7200"), "BAD_USER_INPUT", f"`id` does not contain {BUCKET_KEY}"),
         (gid("AuditEntry", "1.5"), "BAD_USER_INPUT", "`id` does not contain a valid integer id"),
         (gid("AuditEntry", str(uuid.UUID(int=1))), "BAD_USER_INPUT", "`id` does not contain a valid integer id"),
         # beyond PostgreSQL's bigint: refused before the database is asked
         (gid("SecurityEvent", str(2**63)), "BAD_USER_INPUT", "`id` does not contain a valid integer id"),
         (gid("SecurityEvent", str(2**63 - 1)), "NOT_FOUND", f"SecurityEvent {2**63 - 1} does not exist"),
-        (gid("UsageBucket", "0"), "NOT_FOUND", "UsageBucket 0 does not exist"),
+        (
+            gid("UsageBucket", f"{uuid.UUID(int=1)}/{uuid.UUID(int=2)}/7200"),
+            "NOT_FOUND",
+            f"UsageBucket {uuid.UUID(int=1)}/{uuid.UUID(int=2)}/7200 does not exist",
+        ),
     ],
 )
 async def test_ids_node_cannot_read(client: GraphQLClient, value: str, code: str, message: str) -> None:

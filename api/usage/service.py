@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -401,11 +401,37 @@ async def list_buckets(session: AsyncSession, flt: BucketFilter, page: PageArgs)
     return await fetch_page(session, select(UsageBucket).where(*_bucket_conditions(flt)), BUCKET_SORT_KEY, page)
 
 
-async def find_bucket(session: AsyncSession, bucket_id: int) -> UsageBucket | None:
-    """One bucket by the id the schema hands out. The id has no index of its own (see the model):
-    this scans the table, acceptable for a single refetch, never for a batch."""
-    stmt = select(UsageBucket).where(UsageBucket.id == bucket_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+_HOUR_SECONDS = re.compile(r"0|[1-9][0-9]{0,11}")
+
+
+@dataclass(frozen=True, slots=True)
+class BucketKey:
+    """A bucket's identity, as the schema's ids carry it: `<meter id>/<customer id>/<the hour's
+    start in Unix seconds>` (its primary key, so a refetch is one index lookup)."""
+
+    meter_id: uuid.UUID
+    customer_id: uuid.UUID
+    start: datetime
+
+    def __str__(self) -> str:
+        return f"{self.meter_id}/{self.customer_id}/{int(self.start.timestamp())}"
+
+    @classmethod
+    def of(cls, bucket: UsageBucket) -> BucketKey:
+        return cls(bucket.meter_id, bucket.customer_id, bucket.bucket_start)
+
+    @classmethod
+    def parse(cls, text: str) -> BucketKey:
+        """ValueError unless `text` is what __str__ writes (the hour a whole UTC hour)."""
+        meter, customer, seconds = text.split("/")
+        if not _HOUR_SECONDS.fullmatch(seconds) or int(seconds) % 3600:
+            raise ValueError(text)
+        return cls(uuid.UUID(meter), uuid.UUID(customer), datetime.fromtimestamp(int(seconds), UTC))
+
+
+async def find_bucket(session: AsyncSession, key: BucketKey) -> UsageBucket | None:
+    """One bucket by the key the schema's id carries."""
+    return await session.get(UsageBucket, (key.meter_id, key.customer_id, key.start))
 
 
 async def count_buckets(session: AsyncSession, flt: BucketFilter) -> int:

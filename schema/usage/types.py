@@ -15,8 +15,8 @@ from api.usage.models import MeterAggregation, QuotaKind, ReportStatus
 from api.usage.models import UsageBucket as UsageBucketModel
 from api.usage.models import UsageQuota as UsageQuotaModel
 from api.usage.periods import decimal_text
+from api.usage.service import BucketKey, Granularity, QuotaStatus
 from api.usage.service import CustomerUsage as CustomerUsageValue
-from api.usage.service import Granularity, QuotaStatus
 from api.usage.service import UsageSeries as UsageSeriesValue
 from api.usage.service import UsageSummary as UsageSummaryValue
 from schema.context import Info
@@ -232,7 +232,7 @@ class UsageBucket(Node):
     @classmethod
     def from_model(cls, m: UsageBucketModel) -> UsageBucket:
         return cls(
-            id=to_global_id("UsageBucket", m.id),
+            id=to_global_id("UsageBucket", str(BucketKey.of(m))),
             customer_id=to_global_id("Customer", m.customer_id),
             meter_id=to_global_id("Meter", m.meter_id),
             start=m.bucket_start,
