@@ -1,10 +1,10 @@
 """Offline GraphiQL page for Ledgerline.
 
-The page is our own small HTML document; the third-party builds (React 17,
-GraphiQL, the explorer plugin) come from the ``graphene-django-graphiql-static``
-wheel and are served by Ledgerline itself from an allow-list, so the IDE works
-without any CDN. The files are located at runtime and are never copied into
-this repository.
+The page is our own small HTML document; the third-party builds (React 17, GraphiQL, the explorer
+plugin, and the graphql-ws client that runs subscriptions over the API's WebSocket) come from the
+``graphene-django-graphiql-static`` wheel and are served by Ledgerline itself from an allow-list,
+so the IDE works without any CDN. The files are located at runtime and are never copied into this
+repository.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ _PAGE: Final = """\
   <script src="{react_dom}"></script>
   <script src="{graphiql}"></script>
   <script src="{explorer}"></script>
+  <script src="{graphql_ws}"></script>
 </head>
 <body>
   <div id="graphiql">Loading GraphiQL&hellip;</div>
@@ -131,9 +132,77 @@ _PAGE: Final = """\
       var DEFAULT_HEADERS = {default_headers};
       var h = React.createElement;
 
-      // Plain fetch; `opts.headers` is the parsed content of the headers editor
-      // (GraphiQL passes it for both queries and schema introspection).
+      var WS_URL = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + ENDPOINT;
+
+      // The operation GraphiQL is about to run: "query", "mutation" or "subscription".
+      function operationType(params, opts) {{
+        var doc = opts && opts.documentAST;
+        var ops = doc ? doc.definitions.filter(function (d) {{ return d.kind === "OperationDefinition"; }}) : [];
+        var op = ops.length === 1 ? ops[0] : ops.filter(function (d) {{
+          return d.name && d.name.value === params.operationName;
+        }})[0];
+        if (op) return op.operation;
+        return /^\\s*subscription\\b/.test(params.query || "") ? "subscription" : "query";
+      }}
+
+      function describe(err) {{
+        if (Array.isArray(err)) return err.map(function (e) {{ return e.message; }}).join("; ");
+        if (err && err.message) return err.message;
+        if (err && err.code) return "connection closed (" + err.code + (err.reason ? ": " + err.reason : "") + ")";
+        return String(err);
+      }}
+
+      // A subscription over graphql-transport-ws; the Authorization header of the headers editor
+      // goes in `connection_init`, as the API expects. GraphiQL reads each event from the
+      // async iterator and stops it (`return`) when the user stops the operation.
+      function subscribe(params, headers) {{
+        var auth = headers.Authorization || headers.authorization;
+        var client = graphqlWs.createClient({{
+          url: WS_URL, lazy: true, retryAttempts: 0, connectionParams: auth ? {{Authorization: auth}} : {{}}
+        }});
+        var pending = [], waiting = [], closed = false;
+        function push(item) {{
+          if (waiting.length) waiting.shift()(item); else pending.push(item);
+        }}
+        var unsubscribe = client.subscribe(params, {{
+          next: function (value) {{ push({{value: value, done: false}}); }},
+          error: function (err) {{
+            push({{value: {{errors: [{{message: describe(err)}}]}}, done: false}});
+            push({{value: undefined, done: true}});
+          }},
+          complete: function () {{ push({{value: undefined, done: true}}); }}
+        }});
+        function close() {{
+          if (closed) return;
+          closed = true;
+          unsubscribe();
+          client.dispose();
+        }}
+        function settle(item) {{
+          if (item.done) close();
+          return item;
+        }}
+        var events = {{
+          next: function () {{
+            if (pending.length) return Promise.resolve(settle(pending.shift()));
+            if (closed) return Promise.resolve({{value: undefined, done: true}});
+            return new Promise(function (resolve) {{ waiting.push(resolve); }}).then(settle);
+          }},
+          return: function () {{
+            close();
+            return Promise.resolve({{value: undefined, done: true}});
+          }}
+        }};
+        events[Symbol.asyncIterator] = function () {{ return events; }};
+        return events;
+      }}
+
+      // Queries and mutations: plain fetch; `opts.headers` is the parsed content of the headers
+      // editor (GraphiQL passes it for both queries and schema introspection).
       function fetcher(params, opts) {{
+        if (operationType(params, opts) === "subscription") {{
+          return subscribe(params, (opts && opts.headers) || {{}});
+        }}
         var headers = Object.assign(
           {{"Content-Type": "application/json", "Accept": "application/json"}},
           (opts && opts.headers) || {{}}
@@ -199,6 +268,7 @@ def graphiql_html(endpoint: str = "/graphql", asset_prefix: str = "/graphiql/ass
         react_dom=asset("react-dom.production.min.js"),
         graphiql=asset("graphiql.min.js"),
         explorer=asset("graphiql-plugin-explorer.umd.js"),
+        graphql_ws=asset("graphql-ws.min.js"),
         endpoint=_js_literal(endpoint),
         default_query=_js_literal(DEFAULT_QUERY),
         default_headers=_js_literal(json.dumps(DEFAULT_HEADERS, indent=2)),

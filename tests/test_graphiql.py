@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -108,3 +110,113 @@ def test_custom_endpoint_and_prefix_are_escaped() -> None:
     html = graphiql_html(endpoint="/api/</script><b>", asset_prefix="/static/x/")
     assert "</script><b>" not in html
     assert 'src="/static/x/graphiql.min.js?v=' in html
+
+
+# --- the page's own script, run in a JavaScript engine with the libraries stubbed -------------------
+
+STUBS = """
+var location = {protocol: "http:", host: "ledgerline.test:8000"};
+var window = {};
+var document = {getElementById: function (id) { return {id: id}; }};
+var rendered = null;
+var React = {
+  createElement: function (type, props) { return {type: type, props: props}; },
+  useState: function (initial) { return [initial, function () {}]; }
+};
+var ReactDOM = {render: function (element) { rendered = element; }};
+var GraphiQL = function () {};
+var clients = [], subscribed = [], sink = null, unsubscribed = 0, disposed = 0, posted = [];
+var graphqlWs = {createClient: function (options) {
+  clients.push(options);
+  return {
+    subscribe: function (payload, s) { subscribed.push(payload); sink = s; return function () { unsubscribed++; }; },
+    dispose: function () { disposed++; }
+  };
+}};
+function fetch(url, init) {
+  posted.push({url: url, method: init.method, body: JSON.parse(init.body), auth: init.headers.Authorization});
+  return Promise.resolve({status: 200, text: function () { return Promise.resolve('{"data": {"me": null}}'); }});
+}
+var seen = [];
+function collect(events, count) {
+  var iterator = events[Symbol.asyncIterator]();
+  function step(n) {
+    if (n === 0) return;
+    iterator.next().then(function (item) { seen.push(item); if (!item.done) step(n - 1); });
+  }
+  step(count);
+}
+"""
+
+SUBSCRIPTION = "subscription Live { alertRaised { id } }"
+LIVE_DOCUMENT = (
+    '{"definitions": [{"kind": "OperationDefinition", "operation": "subscription", "name": {"value": "Live"}}]}'
+)
+
+
+def _page_script() -> str:
+    page = graphiql_html()
+    start = page.rindex("<script>") + len("<script>")
+    return page[start : page.index("</script>", start)]
+
+
+@pytest.fixture
+def js() -> Any:
+    from py_mini_racer import MiniRacer
+
+    engine = MiniRacer()
+    engine.eval(STUBS)
+    engine.eval(_page_script())
+    engine.eval("var fetcher = rendered.type().props.fetcher;")
+    return engine
+
+
+def _json(js: Any, expression: str) -> Any:
+    return json.loads(js.eval(f"JSON.stringify({expression})"))
+
+
+def test_graphiql_runs_subscriptions_over_the_websocket_with_the_headers_token(js: Any) -> None:
+    js.eval(
+        f"var live = fetcher({{query: {json.dumps(SUBSCRIPTION)}, operationName: 'Live'}},"
+        f" {{headers: {{Authorization: 'Bearer t0k'}}, documentAST: {LIVE_DOCUMENT}}}); collect(live, 3);"
+    )
+    (client,) = _json(js, "clients")
+    assert client["url"] == "ws://ledgerline.test:8000/graphql"
+    assert client["connectionParams"] == {"Authorization": "Bearer t0k"}  # read by the API in connection_init
+    assert _json(js, "subscribed") == [{"query": SUBSCRIPTION, "operationName": "Live"}]
+    js.eval("sink.next({data: {alertRaised: {id: 'a1'}}}); sink.next({data: {alertRaised: {id: 'a2'}}});")
+    assert _json(js, "seen") == [
+        {"value": {"data": {"alertRaised": {"id": "a1"}}}, "done": False},
+        {"value": {"data": {"alertRaised": {"id": "a2"}}}, "done": False},
+    ]
+    assert _json(js, "posted") == []  # nothing went over HTTP
+    js.eval("live.return();")  # the user presses stop
+    assert _json(js, "[unsubscribed, disposed]") == [1, 1]
+    js.eval("live.return();")
+    assert _json(js, "[unsubscribed, disposed]") == [1, 1]
+
+
+def test_a_refused_subscription_shows_why_and_ends(js: Any) -> None:
+    js.eval(
+        f"var live = fetcher({{query: {json.dumps(SUBSCRIPTION)}}}, {{headers: {{}}}}); collect(live, 3);"
+        "sink.error({code: 4403, reason: 'Forbidden'});"
+    )
+    assert _json(js, "clients[0].connectionParams") == {}
+    assert _json(js, "seen") == [
+        {"value": {"errors": [{"message": "connection closed (4403: Forbidden)"}]}, "done": False},
+        {"done": True},
+    ]
+    assert _json(js, "[unsubscribed, disposed]") == [1, 1]
+
+
+def test_queries_and_mutations_still_go_over_http(js: Any) -> None:
+    js.eval(
+        "fetcher({query: 'mutation M { x }', operationName: 'M'}, {headers: {Authorization: 'Bearer t0k'},"
+        " documentAST: {definitions: [{kind: 'OperationDefinition', operation: 'mutation', name: {value: 'M'}}]}});"
+        "fetcher({query: '{ me { subject } }'}, {headers: {Authorization: 'Bearer t0k'}});"
+    )
+    assert [(p["url"], p["method"], p["auth"]) for p in _json(js, "posted")] == [
+        ("/graphql", "POST", "Bearer t0k"),
+        ("/graphql", "POST", "Bearer t0k"),
+    ]
+    assert _json(js, "clients") == []
