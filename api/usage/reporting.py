@@ -50,15 +50,18 @@ STRIPE_FORMULA: dict[MeterAggregation, str] = {
     MeterAggregation.LATEST: "last",
 }
 
-_DUE = """
+# A customer's live subscriptions (`s`) to metered prices (`p`): what makes usage of a meter billed.
+# A WHERE clause follows; add conditions with AND.
+LIVE_METERED_SUBSCRIPTIONS = """subscription s JOIN subscription_item i ON i.subscription_id = s.id
+    JOIN price p ON p.id = i.price_id
+    WHERE p.usage_type = 'METERED' AND s.status IN ('ACTIVE', 'TRIALING', 'PAST_DUE')"""
+
+_DUE = f"""
 SELECT b.customer_id, b.meter_id, b.bucket_start, b.aggregation, b.value, b.reported_value, b.report_revision,
        b.sending_identifier, b.sending_value, b.sending_total, b.report_attempts,
        c.stripe_customer_id, m.stripe_event_name,
-       (SELECT s.current_period_start FROM subscription s
-          JOIN subscription_item i ON i.subscription_id = s.id
-          JOIN price p ON p.id = i.price_id
-         WHERE s.customer_id = b.customer_id AND p.meter_id = b.meter_id AND p.usage_type = 'METERED'
-           AND s.status IN ('ACTIVE', 'TRIALING', 'PAST_DUE')
+       (SELECT s.current_period_start FROM {LIVE_METERED_SUBSCRIPTIONS}
+           AND s.customer_id = b.customer_id AND p.meter_id = b.meter_id
          ORDER BY s.current_period_start DESC LIMIT 1) AS period_start
 FROM usage_bucket b
 JOIN customer c ON c.id = b.customer_id

@@ -27,6 +27,7 @@ from api.db import driver_connection
 from api.usage.ingest import INGEST_FENCE_LOCK
 from api.usage.periods import EVENT_HOUR, Pair, decimal_text, usage_in_windows
 from api.usage.quotas import crossed_thresholds, customer_quotas
+from api.usage.reporting import LIVE_METERED_SUBSCRIPTIONS
 
 CHUNK_EVENTS = 2_000_000  # event ids per transaction: bounds a catch-up's transaction size
 WORK_MEM = "256MB"
@@ -106,8 +107,9 @@ WHEN NOT MATCHED THEN INSERT
 
 # MAX and UNIQUE_COUNT send period-to-date figures, of which Stripe keeps the latest by time: an
 # event that lands in an hour before a pair's newest reported hour changes what that newer hour
-# should have said, so it is reported again (its own hour is re-reported by _WRITE's update)
-_RESEND_NEWEST = """
+# should have said, so it is reported again (its own hour is re-reported by _WRITE's update).
+# Only pairs a live subscription bills: the reporter settles the others without sending anything.
+_RESEND_NEWEST = f"""
 UPDATE usage_bucket AS b SET report_status = 'PENDING', report_attempts = 0, next_report_at = NULL
 FROM (
     SELECT f.meter_id, f.customer_id, min(f.hour) AS earliest
@@ -121,6 +123,9 @@ CROSS JOIN LATERAL (  -- walks the pair's hours back from the newest, down to th
     ORDER BY x.bucket_start DESC LIMIT 1
 ) AS newest
 WHERE b.meter_id = late.meter_id AND b.customer_id = late.customer_id AND b.bucket_start = newest.bucket_start
+  AND EXISTS (
+      SELECT 1 FROM {LIVE_METERED_SUBSCRIPTIONS} AND s.customer_id = late.customer_id AND p.meter_id = late.meter_id
+  )
 """
 
 _WRITTEN = """
