@@ -343,11 +343,12 @@ async def _lookup_customers(conn: asyncpg.Connection, refs: Iterable[str]) -> di
 class CustomerDirectory:
     """Which customer a reference (id, Stripe id, external id) names, remembered for a few minutes
     per database: resolving a thousand external ids costs the database more than storing the
-    events. Only found references are remembered (a customer created a second ago is found), and
-    whether a customer is suspended is read from the database for every batch. Every batch first
-    reads the customer reference version (moved by a trigger whenever an external id or a Stripe
-    customer id changes) and forgets everything when it moved, so a reassigned external id names
-    its new customer from the next batch on."""
+    events. Only found references are remembered (a customer created a second ago is found).
+    Every batch reads, in one statement, which of its customers are suspended and the customer
+    reference version (moved by a trigger whenever an external id or a Stripe customer id
+    changes): when the version moved, everything remembered is forgotten and the batch's
+    references are looked up again, so a reassigned external id names its new customer from the
+    next batch on."""
 
     def __init__(self, ttl: timedelta = timedelta(minutes=5), max_entries: int = 200_000) -> None:
         self.ttl, self.max_entries = ttl.total_seconds(), max_entries
@@ -355,11 +356,20 @@ class CustomerDirectory:
         self._version: int | None = None
 
     async def resolve(self, conn: asyncpg.Connection, refs: set[str]) -> dict[str, CustomerInfo]:
-        # read before the lookups: whatever they cache is at least as new as this version
-        version = int(await conn.fetchval("SELECT version FROM customer_reference_version WHERE id = 1"))
+        ids = await self._ids(conn, refs)
+        version, suspended = await _version_and_suspended(conn, set(ids.values()))
         if version != self._version:
+            # names remembered under an older version (or read before this one) may be stale
             self._known.clear()
             self._version = version
+            ids = await self._ids(conn, refs)
+            _, suspended = await _version_and_suspended(conn, set(ids.values()))
+        return {
+            ref: CustomerInfo(cid, CustomerStatus.SUSPENDED if cid in suspended else CustomerStatus.ACTIVE)
+            for ref, cid in ids.items()
+        }
+
+    async def _ids(self, conn: asyncpg.Connection, refs: set[str]) -> dict[str, uuid.UUID]:
         now = time.monotonic()
         ids: dict[str, uuid.UUID] = {}
         missing: list[str] = []
@@ -377,20 +387,17 @@ class CustomerDirectory:
             for ref, customer_id in found.items():
                 self._known[ref] = (customer_id, expires)
             ids.update(found)
-        suspended = await _suspended(conn, set(ids.values()))
-        return {
-            ref: CustomerInfo(cid, CustomerStatus.SUSPENDED if cid in suspended else CustomerStatus.ACTIVE)
-            for ref, cid in ids.items()
-        }
+        return ids
 
 
-async def _suspended(conn: asyncpg.Connection, customer_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-    if not customer_ids:
-        return set()
-    rows = await conn.fetch(
-        "SELECT id FROM customer WHERE status = 'SUSPENDED' AND id = ANY($1::uuid[])", list(customer_ids)
+async def _version_and_suspended(conn: asyncpg.Connection, customer_ids: set[uuid.UUID]) -> tuple[int, set[uuid.UUID]]:
+    row = await conn.fetchrow(
+        """SELECT (SELECT version FROM customer_reference_version WHERE id = 1) AS version,
+                  ARRAY(SELECT id FROM customer WHERE status = 'SUSPENDED' AND id = ANY($1::uuid[])) AS suspended""",
+        list(customer_ids),
     )
-    return {r["id"] for r in rows}
+    assert row is not None
+    return int(row["version"]), set(row["suspended"])
 
 
 _directories: weakref.WeakKeyDictionary[object, CustomerDirectory] = weakref.WeakKeyDictionary()
