@@ -70,6 +70,12 @@ class EmbeddedPostgres:
     # a server found already running (another `ledgerline` process owns it) is left running
     _started_here: bool = field(default=False, init=False)
 
+    def __post_init__(self) -> None:
+        # absolute: the server's commands run from "/" (a directory its system user can enter),
+        # so the default DATA_DIR, `.ledgerline` relative to where `make run` starts, must not
+        # reach them relative
+        self.data_dir = self.data_dir.resolve()
+
     @property
     def pgdata(self) -> Path:
         return self.data_dir / "pgdata"

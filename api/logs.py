@@ -47,3 +47,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # the HTTP client libraries log every request at INFO (three lines per Stripe call, hundreds a
+    # minute when usage is reported); failures reach the caller as errors and are logged there, so
+    # these libraries speak from WARNING on unless LOG_LEVEL asks for DEBUG
+    for name in ("httpx", "httpcore", "stripe"):
+        logging.getLogger(name).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)

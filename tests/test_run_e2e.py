@@ -22,22 +22,25 @@ TOKEN_LINE = re.compile(r"^\s*(\w+)\s+\{\"Authorization\": \"Bearer ([^\"]+)\"\}
 
 
 class RunningLedgerline:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    """`ledgerline run` started in `workdir` with the default DATA_DIR (`.ledgerline`, relative to
+    where it starts), as `make run` starts it in a checkout."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
         env = {
             **os.environ,
-            "DATA_DIR": str(data_dir),
             "PORT": str(port),
+            "PYTHONPATH": str(ROOT),  # a checkout's tests/ (the Stripe emulator), as from its root
             "SEED_CUSTOMERS": "25",
             "LOG_LEVEL": "WARNING",
             "COLUMNS": "400",
         }
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
+        for name in ("DATABASE_URL", "REDIS_URL", "DATA_DIR"):
+            env.pop(name, None)
         self.port = port
         self.output: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "run"],
-            cwd=ROOT,
+            cwd=workdir,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -101,9 +104,9 @@ def customers_total(port: int, token: str) -> int:
 
 
 def test_make_run_end_to_end(tmp_path: Path) -> None:
-    data_dir = (tmp_path / "ledgerline-data").resolve()
+    data_dir = (tmp_path / ".ledgerline").resolve()  # the default DATA_DIR, relative to the workdir
     port = free_port()
-    run = RunningLedgerline(data_dir, port)
+    run = RunningLedgerline(tmp_path, port)
     try:
         tokens = run.wait_for_banner()
         assert set(tokens) == {"owner", "operations", "finance", "support", "analyst"}
@@ -120,7 +123,7 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert servers_using(data_dir) == [], "PostgreSQL or Redis outlived Ctrl-C"
 
-    again = RunningLedgerline(data_dir, port)
+    again = RunningLedgerline(tmp_path, port)
     try:
         tokens = again.wait_for_banner()
         assert not any("seeding demo data" in line for line in again.output)
