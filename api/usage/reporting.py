@@ -83,6 +83,7 @@ class MeterEventToSend:
     customer_id: uuid.UUID
     meter_id: uuid.UUID
     bucket_start: datetime
+    revision: int  # the bucket's report this event is (1 for the first)
     identifier: str
     event_name: str
     stripe_customer_id: str
@@ -103,6 +104,14 @@ def meter_event_identifier(customer_id: uuid.UUID, meter_id: uuid.UUID, bucket_s
     """Deterministic per bucket and revision (Stripe caps identifiers at 100 characters)."""
     digest = hashlib.sha256(f"{customer_id}:{meter_id}:{bucket_start.isoformat()}".encode()).hexdigest()[:32]
     return f"llu_{digest}_r{revision}"
+
+
+def event_time(bucket_start: datetime, revision: int) -> datetime:
+    """When a bucket's meter event says it happened: in the hour's last minute, one second later
+    for each revision (the 59th and later share the last second). For `last` meters Stripe keeps
+    the latest event by time, so a bucket's re-report must not tie with its earlier report; a
+    resent event (same revision) keeps its time."""
+    return bucket_start + timedelta(hours=1) - timedelta(seconds=60) + timedelta(seconds=min(revision, 59))
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -175,6 +184,7 @@ async def _claim(session: AsyncSession, now: datetime, result: ReportResult) -> 
                 row["customer_id"],
                 row["meter_id"],
                 row["bucket_start"],
+                revision=row["report_revision"] + 1,  # what is in flight, whether new or resent
                 identifier=identifier,
                 event_name=row["stripe_event_name"],
                 stripe_customer_id=row["stripe_customer_id"],
@@ -193,7 +203,7 @@ def _already_sent(exc: LedgerlineError) -> bool:
 
 async def _send(gateway: StripeGateway, event: MeterEventToSend, now: datetime) -> str | None:
     """None when Stripe has the event, else the error."""
-    timestamp = event.bucket_start + timedelta(hours=1) - timedelta(seconds=1)
+    timestamp = event_time(event.bucket_start, event.revision)
     if timestamp < now - MAX_AGE + timedelta(minutes=1):
         return TOO_OLD
     try:
