@@ -588,6 +588,20 @@ async def test_a_late_event_reaches_stripe_in_the_period_to_date_figure_of_a_max
     assert latest_figure(emulator) == "50"
 
 
+async def test_a_latest_meter_that_drops_to_zero_reports_the_zero(
+    billing: GraphQLClient, emulator: EmulatorHandle
+) -> None:
+    ids = await metered_customer(billing, emulator, "seats_now", "LATEST")
+    h3 = hours_ago(3)
+    await record(billing, [event(ids["acme"], "seats_now", 5, at=h3)])
+    await run(billing, ROLL_UP)
+    assert (await run(billing, REPORT))["reported"] == 1
+    await record(billing, [event(ids["acme"], "seats_now", 0, at=h3 + timedelta(minutes=10))])  # late, newer
+    await run(billing, ROLL_UP)
+    assert (await run(billing, REPORT))["reported"] == 1
+    assert latest_figure(emulator) == "0"
+
+
 def latest_figure(emulator: EmulatorHandle) -> str:
     """What a `last` Stripe meter bills: the value of the newest event by time (never a tie: each
     report of an hour is a second later than the one before)."""
