@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.alert.broadcast import note_raised
 from api.alert.models import Alert, AlertKind, AlertSeverity, AlertStatus
 from api.audit.record import Actor, record_audit
-from api.auth.permissions import Capability, forbidden
+from api.auth.permissions import Capability
 from api.common.daterange import DateRange
 from api.common.pagination import Page, PageArgs, SortKey
 from api.common.queries import count_where, fetch_page
 from api.db import utcnow
-from api.errors import Forbidden, NotFound
+from api.errors import NotFound
 
 SORT_KEY = SortKey("alert:CREATED_AT_DESC", Alert.created_at, Alert.id, True)
 
@@ -111,17 +111,17 @@ async def count_alerts(session: AsyncSession, flt: AlertFilter, visible: frozens
     return await count_where(session, Alert, alert_conditions(flt, visible))
 
 
-class HiddenAlert(Forbidden):
-    """The caller may not read alerts of this kind (so may not act on one either)."""
+class HiddenAlert(NotFound):
+    """An alert of a kind the caller may not read: answered exactly as a missing one, so its id
+    cannot be probed; `capability` (what reading it needs) is for the security event."""
 
-    def __init__(self, kind: AlertKind) -> None:
+    def __init__(self, alert_id: uuid.UUID, kind: AlertKind) -> None:
         self.capability = KIND_CAPABILITY[kind]
-        refused = forbidden(self.capability, f"acknowledge a {kind.value} alert")
-        super().__init__(
-            refused.message,
-            required_roles=refused.extra["requiredRoles"],
-            requiredScopes=refused.extra["requiredScopes"],
-        )
+        super().__init__(_no_such_alert(alert_id), field="id")
+
+
+def _no_such_alert(alert_id: uuid.UUID) -> str:
+    return f"alert {alert_id} does not exist"
 
 
 def _snapshot(alert: Alert) -> dict[str, object]:
@@ -136,13 +136,13 @@ async def acknowledge_alert(
     session: AsyncSession, actor: Actor, alert_id: uuid.UUID, capabilities: frozenset[Capability]
 ) -> Alert:
     """Marks the alert ACKNOWLEDGED by `actor`. Only an alert the caller may see (its kind's read
-    capability): FORBIDDEN otherwise. Acknowledging again changes nothing (who acknowledged first
-    stays) but is audited like any call."""
+    capability): HiddenAlert otherwise, which reads as a missing alert. Acknowledging again
+    changes nothing (who acknowledged first stays) but is audited like any call."""
     alert = await session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
-        raise NotFound(f"alert {alert_id} does not exist", field="id")
+        raise NotFound(_no_such_alert(alert_id), field="id")
     if KIND_CAPABILITY[alert.kind] not in capabilities:
-        raise HiddenAlert(alert.kind)
+        raise HiddenAlert(alert_id, alert.kind)
     before = _snapshot(alert)
     if alert.status is not AlertStatus.ACKNOWLEDGED:
         alert.status = AlertStatus.ACKNOWLEDGED

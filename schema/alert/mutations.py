@@ -30,19 +30,20 @@ class AlertMutations:
     @guarded(
         Capability.ALERT_ACKNOWLEDGE,
         description="Mark an alert as seen and handled. Only an alert the caller may see: its kind needs "
-        "the same read access as in `alerts` (FORBIDDEN otherwise). Acknowledging again changes nothing.",
+        "the same read access as in `alerts` (otherwise NOT_FOUND, as for a missing id, and the attempt is "
+        "recorded as a security event). Acknowledging again changes nothing.",
     )
     async def acknowledge_alert(self, info: Info, input: AcknowledgeAlertInput) -> AcknowledgeAlertPayload | None:
         capabilities = info.context.capabilities
 
         async def work(session: AsyncSession, actor: Actor) -> AlertModel:
-            return await acknowledge_alert(session, actor, parse_id(input.id, "Alert"), capabilities)
+            try:
+                return await acknowledge_alert(session, actor, parse_id(input.id, "Alert"), capabilities)
+            except HiddenAlert as hidden:  # answered as missing, recorded like any refusal
+                info.context.denials.add((hidden.capability, "Mutation.acknowledgeAlert"))
+                raise
 
-        try:
-            outcome = await run_mutation(info, work)
-        except HiddenAlert as refused:  # recorded like any refusal
-            info.context.denials.add((refused.capability, "Mutation.acknowledgeAlert"))
-            raise
+        outcome = await run_mutation(info, work)
         return AcknowledgeAlertPayload(
             alert=Alert.from_model(outcome.value) if outcome.value else None, user_errors=outcome.user_errors
         )
